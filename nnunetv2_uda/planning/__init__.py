@@ -1,0 +1,1 @@
+"""Experiment planning: the paper's small network as nnU-Net plans."""
