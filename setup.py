@@ -77,8 +77,9 @@ setup(
         "matplotlib",
         "tqdm",
         "PyYAML",
+        "surface-distance==0.1",  # DeepMind's surface-element area table, for FLARE's NSD
     ],
-    extras_require={"test": ["pytest>=8", "ruff", "surface-distance==0.1"]},
+    extras_require={"test": ["pytest>=8", "ruff"]},
     entry_points={
         "console_scripts": [f"{name} = {target}" for name, target in COMMANDS.items()],
         "nnunetv2.class_packages": [f"{key} = {value}" for key, value in CLASS_PACKAGES.items()],

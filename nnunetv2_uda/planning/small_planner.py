@@ -8,6 +8,10 @@ spacing, the 2d patch and batch size, normalization and resampling, so everythin
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import ExperimentPlanner
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
@@ -18,6 +22,20 @@ PAPER_CONVS_PER_STAGE = 2
 PAPER_PATCH_SIZE_3D = (40, 224, 192)
 PAPER_TARGET_SPACING = (2.5, 0.81, 0.81)
 PAPER_BATCH_SIZE_3D = 2
+
+
+@contextmanager
+def _at_least_one_augmentation_process() -> Iterator[None]:
+    """nnU-Net's VRAM estimate sets torch's thread count to nnUNet_n_proc_DA, which fails for 0 (augmentation in
+    the main process, the sensible choice on small CPU machines). Plan as if it were 1."""
+    previous = os.environ.get("nnUNet_n_proc_DA")
+    if previous is not None and int(previous) < 1:
+        os.environ["nnUNet_n_proc_DA"] = "1"
+    try:
+        yield
+    finally:
+        if previous is not None:
+            os.environ["nnUNet_n_proc_DA"] = previous
 
 
 class nnUNetPlannerUDASmall(ExperimentPlanner):
@@ -35,9 +53,15 @@ class nnUNetPlannerUDASmall(ExperimentPlanner):
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing, suppress_transpose)
         self.UNet_base_num_features = PAPER_BASE_FEATURES
-        self.UNet_blocks_per_stage_encoder = (PAPER_CONVS_PER_STAGE,) * (PAPER_NUM_DOWNSAMPLINGS + 1)
-        self.UNet_blocks_per_stage_decoder = (PAPER_CONVS_PER_STAGE,) * PAPER_NUM_DOWNSAMPLINGS
+        # long enough for any stage count nnU-Net's patch search tries (it truncates to its own count; ours below)
+        self.UNet_blocks_per_stage_encoder = (PAPER_CONVS_PER_STAGE,) * 12
+        self.UNet_blocks_per_stage_decoder = (PAPER_CONVS_PER_STAGE,) * 11
         self.lowres_creation_threshold = 0  # never plan 3d_lowres
+
+    @staticmethod
+    def static_estimate_VRAM_usage(*args, **kwargs) -> int:
+        with _at_least_one_augmentation_process():
+            return ExperimentPlanner.static_estimate_VRAM_usage(*args, **kwargs)
 
     def determine_fullres_target_spacing(self) -> np.ndarray:
         if self.overwrite_target_spacing is not None:
