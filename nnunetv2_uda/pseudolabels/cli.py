@@ -1,0 +1,63 @@
+"""Command lines ``nnUNetv2_uda_filter_pseudolabels`` and ``nnUNetv2_uda_mdm``."""
+
+from __future__ import annotations
+
+import argparse
+
+from nnunetv2_uda.pseudolabels.filtering import DEFAULT_KEEP_FRACTION, filter_pseudolabels
+from nnunetv2_uda.pseudolabels.matching import MATCHES_CSV, multi_domain_matching
+
+
+def filter_pseudolabels_entry() -> None:
+    parser = argparse.ArgumentParser(
+        description="Scores each target case by the disagreement of its pseudo-label snapshots (snapshot "
+                    "uncertainty u, eq. 7 of the paper; a case with an empty snapshot gets u = inf and is rejected), "
+                    "keeps the most certain cases and writes them as an nnU-Net raw dataset whose labels are the "
+                    "union ensemble of the snapshots, with uncertainty.csv and uncertainty_histogram.png.")
+    parser.add_argument("snapshot_folder", help="the 'pseudolabel_snapshots' folder written by "
+                                                "nnUNetTrainerUDAPseudoLabel (or the fold folder holding it)")
+    parser.add_argument("output_dataset_folder", help="raw dataset folder to write, e.g. "
+                                                      "$nnUNet_raw/Dataset812_MRIPseudo")
+    cut = parser.add_mutually_exclusive_group()
+    cut.add_argument("--threshold", type=float, default=None,
+                     help="keep the cases with u below this value")
+    cut.add_argument("--keep_fraction", type=float, default=None,
+                     help=f"keep this fraction of all cases, most certain first (default when neither flag is "
+                          f"given: {DEFAULT_KEEP_FRACTION})")
+    parser.add_argument("--images", default=None,
+                        help="folder of the target images <case>_0000.nii.gz (default: target_images recorded in "
+                             "snapshots.json)")
+    args = parser.parse_args()
+    result = filter_pseudolabels(args.snapshot_folder, args.output_dataset_folder, args.threshold,
+                                 args.keep_fraction, args.images)
+    print(f"kept {len(result.kept)} of {len(result.uncertainty)} cases (u < {result.cut:.6g}); dataset written to "
+          f"{result.output_dataset_folder}")
+
+
+def mdm_entry() -> None:
+    parser = argparse.ArgumentParser(
+        description="Multi-domain matching: splits the target cases into sub-domains by MRI sequence and replaces "
+                    "the pseudo-label of each case of a worse sub-domain by that of the better-domain case with "
+                    "the closest organ volumes (eq. 5), affinely registered onto it with SimpleITK and warped into "
+                    f"its geometry. Writes OUTPUT_FOLDER/<case>.nii.gz and {MATCHES_CSV}.")
+    parser.add_argument("images_folder", help="folder of the target images <case>_0000.nii.gz (and optional "
+                                              "sidecars <case>.json with {\"sequence\": ...})")
+    parser.add_argument("pseudolabel_folder", help="folder of the pseudo-labels <case>.nii.gz (e.g. labelsTr of "
+                                                   "nnUNetv2_uda_filter_pseudolabels' output)")
+    parser.add_argument("output_folder", help="where the updated pseudo-labels go")
+    parser.add_argument("--order", nargs="+", default=None, metavar="SEQ",
+                        help="sub-domains best first (default: by mean u from --uncertainty_csv)")
+    parser.add_argument("--sequences_csv", default=None,
+                        help="CSV with columns case,sequence; takes priority over sidecars and name tokens "
+                             "(default: none)")
+    parser.add_argument("--uncertainty_csv", default=None,
+                        help="uncertainty.csv of nnUNetv2_uda_filter_pseudolabels, orders sub-domains by mean u "
+                             "(default: none; needed with several sub-domains unless --order is given)")
+    parser.add_argument("--registration_on", choices=("labels", "images"), default="labels",
+                        help="register the label maps (default; sequences differ in contrast) or the z-scored "
+                             "images")
+    args = parser.parse_args()
+    records = multi_domain_matching(args.images_folder, args.pseudolabel_folder, args.output_folder, args.order,
+                                    args.sequences_csv, args.uncertainty_csv, args.registration_on)
+    matched = sum(1 for record in records if record.matched_case)
+    print(f"{matched} of {len(records)} pseudo-labels replaced by matched ones; written to {args.output_folder}")

@@ -1,0 +1,84 @@
+"""Which MRI sequence (sub-domain) each target case belongs to, and the order of sub-domains by quality."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+# tokens of a case name that name a sequence, e.g. PhantomMRI_T2_0003 or amos_0507_T1_inphase
+SEQUENCE_TOKENS = ("T1", "T1C", "T1CE", "T1W", "T2", "T2W", "T2SPIR", "FLAIR", "DWI", "ADC", "PD", "DIXON",
+                   "INPHASE", "OUTPHASE", "ARTERIAL", "VENOUS", "DELAYED")
+UNKNOWN = "unknown"
+
+
+def sequence_from_name(case: str) -> str | None:
+    tokens = [token.upper() for token in case.split("_")]
+    found = [token for token in tokens if token in SEQUENCE_TOKENS]
+    return found[0] if found else None
+
+
+def read_sequences_csv(path: Path) -> dict[str, str]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"case", "sequence"} <= set(rows[0]):
+        raise ValueError(f"{path} must have the columns 'case' and 'sequence'")
+    return {row["case"]: row["sequence"] for row in rows}
+
+
+def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:
+    """Sequence per case from (first that knows it) the CSV, the JSON sidecar ``<case>.json`` next to the
+    images, or a sequence token in the case name.
+
+    Cases nobody knows form one sub-domain ``unknown`` when no case is known (a single-sequence set such as
+    CHAOS T2); mixed with known ones they are an error, since guessing would mix sequences.
+    """
+    from_csv = read_sequences_csv(sequences_csv) if sequences_csv else {}
+    sequences: dict[str, str | None] = {}
+    for case in cases:
+        sidecar = Path(images_folder) / f"{case}.json"
+        if case in from_csv:
+            sequences[case] = from_csv[case]
+        elif sidecar.is_file():
+            try:
+                sequences[case] = str(json.loads(sidecar.read_text())["sequence"])
+            except (KeyError, ValueError) as error:
+                raise ValueError(f"case '{case}': sidecar {sidecar} has no readable 'sequence' ({error!r})") from error
+        else:
+            sequences[case] = sequence_from_name(case)
+    unknown = sorted(case for case, sequence in sequences.items() if sequence is None)
+    if unknown and len(unknown) < len(cases):
+        raise ValueError(f"no sequence known for case(s) {unknown}: give a --sequences_csv (case,sequence), a "
+                         f"sidecar {images_folder}/<case>.json with {{\"sequence\": ...}}, or a name token "
+                         f"({', '.join(SEQUENCE_TOKENS)})")
+    return {case: sequence or UNKNOWN for case, sequence in sequences.items()}
+
+
+def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
+                      uncertainty: dict[str, float] | None = None) -> list[str]:
+    """Sub-domains best first: the user's order, else by mean pseudo-label uncertainty (finite u only)."""
+    present = sorted(set(sequences.values()))
+    if order:
+        empty = [sequence for sequence in order if sequence not in present]
+        if empty:
+            raise ValueError(f"sub-domain(s) {empty} of --order have no cases (sequences present: {present})")
+        unordered = [sequence for sequence in present if sequence not in order]
+        if unordered:
+            raise ValueError(f"sub-domain(s) {unordered} are missing from --order {order}")
+        return list(order)
+    if len(present) == 1:
+        return present
+    if uncertainty is None:
+        raise ValueError(f"{len(present)} sub-domains {present}: give their order (--order, best first) or the "
+                         f"uncertainty CSV of nnUNetv2_uda_filter_pseudolabels (--uncertainty_csv)")
+
+    def mean_u(sequence: str) -> float:
+        values = [uncertainty[case] for case, s in sequences.items() if s == sequence and case in uncertainty]
+        finite = [u for u in values if math.isfinite(u)]
+        return sum(finite) / len(finite) if finite else math.inf
+
+    missing = sorted(case for case in sequences if case not in uncertainty)
+    if missing:
+        raise ValueError(f"case(s) {missing} are not in the uncertainty CSV")
+    return sorted(present, key=lambda sequence: (mean_u(sequence), sequence))

@@ -1,0 +1,97 @@
+"""nnUNetv2_uda_profile and profile_folder with a trivial copying command, so they stay fast."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from nnunetv2_uda.evaluation.profiling import format_efficiency_table, group_cases, profile_folder
+
+COPY = "import shutil, pathlib, sys; [shutil.copy(f, sys.argv[2]) for f in pathlib.Path(sys.argv[1]).iterdir()]"
+ALLOCATE = "touched = b'1' * (150 * 2**20); " + COPY
+
+
+@pytest.fixture
+def input_folder(tmp_path):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    for case in ("a", "b", "c"):
+        for channel in ("0000", "0001"):
+            (folder / f"{case}_{channel}.nii.gz").write_bytes(b"x")
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+def test_group_cases(input_folder):
+    cases = group_cases(input_folder)
+    assert list(cases) == ["a", "b", "c"] and [p.name for p in cases["b"]] == ["b_0000.nii.gz", "b_0001.nii.gz"]
+
+
+def test_profile_folder_runs_each_case_alone(input_folder, tmp_path):
+    output = tmp_path / "output"
+    profiles = profile_folder(
+        input_folder, output, [sys.executable, "-c", ALLOCATE, "{input}", "{output}"], progress=False
+    )
+    assert [p.case for p in profiles] == ["a", "b", "c"]
+    assert sorted(p.name for p in output.glob("*.nii.gz")) == [
+        f"{c}_{i}.nii.gz" for c in "abc" for i in ("0000", "0001")
+    ]
+    for profile in profiles:
+        assert profile.returncode == 0 and 0 < profile.time_s < 60
+        assert profile.peak_rss_mb > 150  # the 150 MB the command wrote
+    with open(output / "profile.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["case"] for r in rows] == ["a", "b", "c"]
+    assert list(rows[0]) == ["case", "returncode", "time_s", "peak_rss_mb", "gpu_max_mb", "gpu_auc_mb_s"]
+    table = format_efficiency_table(profiles)
+    assert "Time (s)" in table and "Peak RSS (MB)" in table and "25%" in table
+
+
+def test_failing_case_is_recorded_and_others_run(input_folder, tmp_path):
+    script = "import sys; sys.exit(3 if sys.argv[1] == 'b' else 0)"
+    profiles = profile_folder(
+        input_folder, tmp_path / "out", [sys.executable, "-c", script, "{case}", "{input}"], progress=False
+    )
+    assert [p.returncode for p in profiles] == [0, 3, 0]
+
+
+def test_command_needs_input_placeholder(input_folder, tmp_path):
+    with pytest.raises(ValueError, match="input"):
+        profile_folder(input_folder, tmp_path / "out", ["true"], progress=False)
+
+
+def test_cli(input_folder, tmp_path, run_command):
+    output = tmp_path / "output"
+    result = run_command(
+        [
+            "nnUNetv2_uda_profile",
+            input_folder,
+            output,
+            "--disable_progress_bar",
+            "--",
+            sys.executable,
+            "-c",
+            COPY,
+            "{input}",
+            "{output}",
+        ]
+    )
+    assert "Table 8" in result.stdout and "Time (s)" in result.stdout
+    assert (output / "profile.csv").is_file() and (output / "c_0001.nii.gz").is_file()
+    failing = subprocess.run(
+        [
+            "nnUNetv2_uda_profile",
+            str(input_folder),
+            str(output),
+            "--disable_progress_bar",
+            "--",
+            sys.executable,
+            "-c",
+            "import sys; sys.exit(1)",
+            "{input}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert failing.returncode == 1 and "FAILED cases" in failing.stderr

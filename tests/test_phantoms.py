@@ -1,0 +1,199 @@
+"""Tests of nnunetv2_uda.phantoms: layout, nnU-Net validity, determinism, shared anatomy, the domain gap, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_uda.flare_labels import FLARE_LABELS, FLARE_ORGANS
+from nnunetv2_uda.phantoms import make_ct_case, make_mri_case, make_phantom_datasets, mri_case_name
+
+TINY = (32, 64, 64)
+SEED = 7
+NUM_CT, NUM_MRI = 3, 3
+LIVER, SPLEEN, GALLBLADDER = FLARE_ORGANS["liver"], FLARE_ORGANS["spleen"], FLARE_ORGANS["gallbladder"]
+RIGHT_KIDNEY, LEFT_KIDNEY = FLARE_ORGANS["right kidney"], FLARE_ORGANS["left kidney"]
+
+
+@pytest.fixture(scope="module")
+def phantom_env(tmp_path_factory, nnunet_env) -> dict[str, str]:
+    """nnU-Net folders of this module's own, so dataset ids 991/992 cannot clash with other tests."""
+    root = tmp_path_factory.mktemp("phantoms")
+    env = dict(nnunet_env)
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        env[key] = str(root / key)
+        Path(env[key]).mkdir()
+    return env
+
+
+@pytest.fixture(scope="module")
+def phantoms(phantom_env):
+    return make_phantom_datasets(phantom_env["nnUNet_raw"], num_ct=NUM_CT, num_mri=NUM_MRI, shape=TINY, seed=SEED)
+
+
+def read(path: Path) -> tuple[np.ndarray, sitk.Image]:
+    image = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(image), image
+
+
+def organ_mean(image: np.ndarray, label: np.ndarray, organ: int) -> float:
+    return float(image[label == organ].mean())
+
+
+def test_layout_and_dataset_json(phantoms):
+    assert phantoms.ct_folder.name == "Dataset991_PhantomCT"
+    assert phantoms.mri_folder.name == "Dataset992_PhantomMRI"
+    ct_json = json.loads((phantoms.ct_folder / "dataset.json").read_text())
+    mri_json = json.loads((phantoms.mri_folder / "dataset.json").read_text())
+    assert ct_json["channel_names"] == {"0": "CT"} and mri_json["channel_names"] == {"0": "MRI"}
+    assert ct_json["labels"] == FLARE_LABELS and mri_json["labels"] == FLARE_LABELS
+    assert (ct_json["numTraining"], mri_json["numTraining"]) == (NUM_CT, NUM_MRI)
+    assert ct_json["file_ending"] == mri_json["file_ending"] == ".nii.gz"
+
+    assert sorted(p.name for p in (phantoms.ct_folder / "labelsTr").iterdir()) == [
+        f"PhantomCT_{i:04d}.nii.gz" for i in range(NUM_CT)]
+    assert not (phantoms.mri_folder / "labelsTr").exists()
+    assert [mri_case_name(i) for i in range(NUM_MRI)] == ["PhantomMRI_T1_0000", "PhantomMRI_T2_0001",
+                                                           "PhantomMRI_DWI_0002"]
+    for case in range(NUM_MRI):
+        name = mri_case_name(case)
+        sidecar = json.loads((phantoms.mri_folder / "imagesTr" / f"{name}.json").read_text())
+        assert sidecar == {"sequence": name.split("_")[1], "subject": case}
+        image, image_itk = read(phantoms.mri_folder / "imagesTr" / f"{name}_0000.nii.gz")
+        label, label_itk = read(phantoms.mri_folder / "labelsEval" / f"{name}.nii.gz")
+        assert image.shape == label.shape and image_itk.GetSpacing() == label_itk.GetSpacing()
+        assert set(np.unique(label)) <= set(FLARE_LABELS.values())
+
+    ct_image, ct_itk = read(phantoms.ct_folder / "imagesTr" / "PhantomCT_0000_0000.nii.gz")
+    mri_image, mri_itk = read(phantoms.mri_folder / "imagesTr" / "PhantomMRI_T1_0000_0000.nii.gz")
+    assert ct_image.shape == TINY and ct_image.dtype == np.int16
+    assert ct_itk.GetDirection() == mri_itk.GetDirection()
+    assert mri_itk.GetSpacing()[2] > 1.5 * ct_itk.GetSpacing()[2]  # thicker MRI slices
+    assert ct_image.min() >= -1024 and 80 < organ_mean(ct_image, read(
+        phantoms.ct_folder / "labelsTr" / "PhantomCT_0000.nii.gz")[0], LIVER) < 140  # enhanced liver in HU
+    assert phantoms.contact_sheet.stat().st_size > 10_000 and phantoms.contact_sheet.suffix == ".png"
+
+
+def test_ct_dataset_passes_nnunet_integrity_check(phantoms):
+    """nnU-Net's own check behind ``--verify_dataset_integrity`` (labels, geometry, file names, dataset.json)."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(phantoms.ct_folder), num_processes=1)  # raises on any problem
+
+
+def test_deterministic_from_seed(phantoms, tmp_path):
+    again = make_phantom_datasets(tmp_path, num_ct=1, num_mri=2, shape=TINY, seed=SEED)
+    for first, second in [(phantoms.ct_folder / "imagesTr" / "PhantomCT_0000_0000.nii.gz",
+                           again.ct_folder / "imagesTr" / "PhantomCT_0000_0000.nii.gz"),
+                          (phantoms.mri_folder / "imagesTr" / "PhantomMRI_T2_0001_0000.nii.gz",
+                           again.mri_folder / "imagesTr" / "PhantomMRI_T2_0001_0000.nii.gz")]:
+        (a, a_itk), (b, b_itk) = read(first), read(second)
+        np.testing.assert_array_equal(a, b)
+        assert a_itk.GetSpacing() == b_itk.GetSpacing() and a_itk.GetOrigin() == b_itk.GetOrigin()
+    assert not np.array_equal(make_ct_case(0, TINY, SEED).image, make_ct_case(0, TINY, SEED + 1).image)
+
+
+def test_anatomy_is_plausible():
+    label = make_ct_case(2, (48, 96, 96), SEED).label
+    assert set(np.unique(label)) == set(FLARE_LABELS.values())
+    centroid = {organ: np.argwhere(label == i).mean(axis=0) for organ, i in FLARE_ORGANS.items()}  # (z, y, x)
+    # x grows to the patient's left, y to posterior, z to superior
+    assert centroid["liver"][2] < centroid["aorta"][2] < centroid["spleen"][2]
+    assert centroid["right kidney"][2] < centroid["aorta"][2] < centroid["left kidney"][2]
+    assert centroid["inferior vena cava"][2] < centroid["aorta"][2]
+    assert centroid["liver"][0] > centroid["right kidney"][0]
+    for side in ("right", "left"):
+        assert centroid[f"{side} adrenal gland"][0] > centroid[f"{side} kidney"][0]
+        assert centroid[f"{side} kidney"][1] > centroid["pancreas"][1]  # kidneys behind the pancreas
+    assert centroid["gallbladder"][0] < centroid["liver"][0]
+    assert (label == LIVER).sum() > (label == SPLEEN).sum() > (label == GALLBLADDER).sum()
+
+
+def resampled_onto(moving: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
+
+
+def test_same_subject_shares_anatomy_but_not_intensities(phantoms):
+    ct_label, ct_itk = read(phantoms.ct_folder / "labelsTr" / "PhantomCT_0001.nii.gz")
+    mri_label_itk = sitk.ReadImage(str(phantoms.mri_folder / "labelsEval" / "PhantomMRI_T2_0001.nii.gz"))
+    on_ct_grid = resampled_onto(mri_label_itk, ct_itk)
+    other_subject = resampled_onto(sitk.ReadImage(str(phantoms.mri_folder / "labelsEval" /
+                                                      "PhantomMRI_T1_0000.nii.gz")), ct_itk)
+    covered = np.isin(np.arange(ct_label.shape[0]), np.nonzero(on_ct_grid.any(axis=(1, 2)))[0])
+    for organ in (LIVER, SPLEEN, RIGHT_KIDNEY, LEFT_KIDNEY):
+        same = dice(ct_label[covered] == organ, on_ct_grid[covered] == organ)
+        other = dice(ct_label[covered] == organ, other_subject[covered] == organ)
+        assert same > 0.75, f"organ {organ}: CT and MRI of one subject disagree (Dice {same:.2f})"
+        assert same > other + 0.05, f"organ {organ}: another subject matches as well ({other:.2f} vs {same:.2f})"
+
+    ct_image, _ = read(phantoms.ct_folder / "imagesTr" / "PhantomCT_0001_0000.nii.gz")
+    mri_image, _ = read(phantoms.mri_folder / "imagesTr" / "PhantomMRI_T2_0001_0000.nii.gz")
+    mri_label = sitk.GetArrayFromImage(mri_label_itk)
+    # bile is water: darker than liver on CT, the brightest organ on T2
+    assert organ_mean(ct_image, ct_label, GALLBLADDER) < organ_mean(ct_image, ct_label, LIVER)
+    assert organ_mean(mri_image, mri_label, GALLBLADDER) > organ_mean(mri_image, mri_label, LIVER)
+
+
+def test_sequences_differ_in_organ_contrast_order():
+    means = {}
+    for case in range(3):
+        scan = make_mri_case(case, TINY, SEED)
+        means[scan.modality] = {o: organ_mean(scan.image, scan.label, o) for o in (LIVER, SPLEEN, GALLBLADDER)}
+    t1, t2, dwi = means["T1"], means["T2"], means["DWI"]
+    assert t1[GALLBLADDER] < t1[LIVER] and t2[GALLBLADDER] > t2[LIVER]  # fluid dark on T1, bright on T2
+    assert t2[SPLEEN] > t2[LIVER] and dwi[SPLEEN] > dwi[LIVER]
+    assert dwi[GALLBLADDER] < dwi[SPLEEN]
+    orders = {name: tuple(sorted(m, key=m.get)) for name, m in means.items()}
+    assert len(set(orders.values())) == 3, orders
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"shape": (4, 64, 64)}, "shape"),
+    ({"shape": (32, 64)}, "shape"),
+    ({"num_ct": 0}, "num_ct"),
+    ({"num_mri": -2}, "num_mri"),
+    ({"mri_dataset_id": 991}, "must differ"),
+    ({"ct_dataset_id": 1000}, "ct_dataset_id"),
+    ({"seed": -1}, "seed"),
+])
+def test_impossible_arguments_fail_before_writing(tmp_path, kwargs, message):
+    target = tmp_path / "out"
+    with pytest.raises(ValueError, match=message):
+        make_phantom_datasets(target, **{"num_ct": 1, "num_mri": 1, "shape": TINY, **kwargs})
+    assert not target.exists()
+
+
+def test_existing_dataset_is_refused_unless_overwrite(tmp_path):
+    make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, seed=1)
+    marker = tmp_path / "Dataset991_PhantomCT" / "user_file.txt"
+    marker.write_text("keep me")
+    with pytest.raises(FileExistsError, match="Dataset991_PhantomCT"):
+        make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, seed=1)
+    assert marker.exists()
+    (tmp_path / "Dataset993_Other").mkdir()
+    with pytest.raises(FileExistsError, match="993"):
+        make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, mri_dataset_id=993, overwrite=True)
+    assert marker.exists()
+    make_phantom_datasets(tmp_path, num_ct=2, num_mri=1, shape=TINY, seed=1, overwrite=True)
+    assert not marker.exists()
+    assert len(list((tmp_path / "Dataset991_PhantomCT" / "labelsTr").iterdir())) == 2
+    assert not [p for p in tmp_path.iterdir() if "incomplete" in p.name]
+
+
+def test_command_line(tmp_path, nnunet_env, run_command):
+    result = run_command(["nnUNetv2_uda_make_phantoms", tmp_path, "--num_ct", "1", "--num_mri", "2", "--shape",
+                          "16", "48", "48", "--seed", "3", "--ct_id", "501", "--mri_id", "502"])
+    assert "Dataset501_PhantomCT" in result.stdout
+    assert len(list((tmp_path / "Dataset502_PhantomMRI" / "labelsEval").iterdir())) == 2
+    impossible = subprocess.run(["nnUNetv2_uda_make_phantoms", str(tmp_path / "new"), "--shape", "2", "8", "8"],
+                                capture_output=True, text=True, env=nnunet_env)
+    assert impossible.returncode != 0 and "shape" in impossible.stderr and not (tmp_path / "new").exists()
