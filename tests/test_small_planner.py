@@ -91,3 +91,22 @@ def test_fullres_matches_the_reference_in_plans_folder(tiny_plans):
     reference = json.loads(reference_file.read_text())["3d_fullres"]
     planned = _configurations(tiny_plans)["3d_fullres"]
     assert {key: planned[key] for key in reference} == reference
+
+
+def test_large_images_plan_the_same_small_network(tiny_plans, tiny_dataset, nnunet_env):
+    """nnU-Net's patch search tries deeper networks for big images (CT at 512x512) before we cut them to 5 stages."""
+    from nnunetv2_uda.planning.small_planner import nnUNetPlannerUDASmall
+
+    fingerprint_file = tiny_plans.parent / "dataset_fingerprint.json"
+    fingerprint = json.loads(fingerprint_file.read_text())
+    large = {**fingerprint, "shapes_after_crop": [[100, 512, 512]] * len(fingerprint["shapes_after_crop"])}
+    fingerprint_file.write_text(json.dumps(large))
+    try:
+        planner = nnUNetPlannerUDASmall(tiny_dataset.dataset_id, plans_name="nnUNetPlansUDASmallLarge")
+        plans = planner.plan_experiment()
+    finally:
+        fingerprint_file.write_text(json.dumps(fingerprint))
+    for configuration in ("2d", "3d_fullres"):
+        arch = plans["configurations"][configuration]["architecture"]["arch_kwargs"]
+        assert arch["n_stages"] == 5 and len(arch["n_conv_per_stage"]) == 5
+    assert list(plans["configurations"]["3d_fullres"]["patch_size"]) == [40, 224, 192]

@@ -66,7 +66,7 @@ def test_trained_model_predicts_with_nnunetv2_predict(tiny_trained_model, run_co
                  "-p", "nnUNetPlansUDASmall", "-device", "cpu", "-npp", "1", "-nps", "1"])
     predictions = sorted(output.glob("*.nii.gz"))
     assert len(predictions) == 4
-    liver_dice = []
+    organ_dice = []
     for prediction_file in predictions:
         prediction = sitk.ReadImage(str(prediction_file))
         truth = sitk.ReadImage(str(tiny_trained_model.labels_folder / prediction_file.name))
@@ -74,9 +74,10 @@ def test_trained_model_predicts_with_nnunetv2_predict(tiny_trained_model, run_co
         assert prediction.GetSpacing() == pytest.approx(truth.GetSpacing())
         assert prediction.GetOrigin() == pytest.approx(truth.GetOrigin())
         assert prediction.GetDirection() == pytest.approx(truth.GetDirection())
-        liver_dice.append(dice(sitk.GetArrayFromImage(prediction) == 1, sitk.GetArrayFromImage(truth) == 1))
-    # 120 iterations: the big organ is learned, the small ones may not be yet
-    assert np.mean(liver_dice) > 0.5, liver_dice
+        predicted, expected = sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(truth)
+        organ_dice.append([dice(predicted == label, expected == label) for label in (1, 2, 3)])
+    # 120 iterations reach ~0.9 / 0.8 / 0.9 (liver, kidney, spleen) here; an untrained network scores ~0
+    assert np.mean(organ_dice) > 0.6, organ_dice
 
 
 def test_3d_fullres_trains_at_the_papers_patch_size(tiny_plans, tiny_dataset, run_command, nnunet_env):

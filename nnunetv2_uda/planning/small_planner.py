@@ -53,9 +53,9 @@ class nnUNetPlannerUDASmall(ExperimentPlanner):
         super().__init__(dataset_name_or_id, gpu_memory_target_in_gb, preprocessor_name, plans_name,
                          overwrite_target_spacing, suppress_transpose)
         self.UNet_base_num_features = PAPER_BASE_FEATURES
-        # long enough for any stage count nnU-Net's patch search tries (it truncates to its own count; ours below)
-        self.UNet_blocks_per_stage_encoder = (PAPER_CONVS_PER_STAGE,) * 12
-        self.UNet_blocks_per_stage_decoder = (PAPER_CONVS_PER_STAGE,) * 11
+        # as long as nnU-Net's own tuples: its patch search instantiates deeper networks before we truncate them
+        self.UNet_blocks_per_stage_encoder = (PAPER_CONVS_PER_STAGE,) * len(self.UNet_blocks_per_stage_encoder)
+        self.UNet_blocks_per_stage_decoder = (PAPER_CONVS_PER_STAGE,) * len(self.UNet_blocks_per_stage_decoder)
         self.lowres_creation_threshold = 0  # never plan 3d_lowres
 
     @staticmethod

@@ -1,0 +1,68 @@
+"""Small CycleGAN networks: a ResNet generator and a PatchGAN discriminator (2D), sized by constructor arguments.
+
+The translator's defaults are CPU-friendly (8 features, 3 residual blocks); the paper-sized CycleGAN uses 64
+features and 9 blocks. Generators have a linear output because images are z-scored, not scaled to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def _norm_act(channels: int) -> list[nn.Module]:
+    return [nn.InstanceNorm2d(channels, affine=True), nn.ReLU(inplace=True)]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), *_norm_act(channels),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """7x7 stem, two stride-2 downsamplings, residual blocks, two upsamplings. Input sides must be multiples of 4."""
+
+    downsampling_factor = 4
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, features: int = 16, residual_blocks: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, features, 7), *_norm_act(features)]
+        for factor in (1, 2):
+            layers += [nn.Conv2d(features * factor, features * factor * 2, 3, stride=2, padding=1),
+                       *_norm_act(features * factor * 2)]
+        layers += [ResidualBlock(features * 4) for _ in range(residual_blocks)]
+        for factor in (4, 2):
+            layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                       nn.Conv2d(features * factor, features * factor // 2, 3, padding=1),
+                       *_norm_act(features * factor // 2)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(features, out_channels, 7)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.model(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: one real/fake score per overlapping patch (70x70 receptive field with 3 strided layers)."""
+
+    def __init__(self, in_channels: int = 1, features: int = 16, layers: int = 3):
+        super().__init__()
+        modules: list[nn.Module] = [nn.Conv2d(in_channels, features, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        channels = features
+        for index in range(1, layers + 1):
+            out = features * min(2**index, 8)
+            stride = 2 if index < layers else 1
+            modules += [nn.Conv2d(channels, out, 4, stride=stride, padding=1),
+                        nn.InstanceNorm2d(out, affine=True), nn.LeakyReLU(0.2, True)]
+            channels = out
+        modules.append(nn.Conv2d(channels, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*modules)
+
+    def forward(self, x):
+        return self.model(x)

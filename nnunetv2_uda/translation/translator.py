@@ -1,0 +1,271 @@
+"""Training the CT -> MRI translator (CycleGAN, ASIT or plain) with checkpoints, resume and loss curves.
+
+The translator folder holds ``config.json`` (what was asked), ``checkpoint_latest.pth`` (written to a temporary
+name, then renamed), ``progress.json`` (iteration and loss history) and ``loss_curves.png``. Rerunning the same
+command resumes from the checkpoint; a checkpoint written under a different configuration is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnunetv2_uda.translation.image_pool import ImagePool
+from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
+from nnunetv2_uda.translation.networks import PatchDiscriminator, ResnetGenerator
+from nnunetv2_uda.translation.raw_dataset import open_raw_dataset, write_json_atomic
+from nnunetv2_uda.translation.slices import TRANSLATION_MODES, extract_slices, median_inplane_spacing
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_FILE = "checkpoint_latest.pth"
+PROGRESS_FILE = "progress.json"
+LOSS_PLOT_FILE = "loss_curves.png"
+LOSS_TERMS = ("total", "adversarial", "cycle", "identity", "discriminator_t", "discriminator_s")
+_SHORT_NAMES = {"total": "L", "adversarial": "adv", "cycle": "cyc", "identity": "idt", "discriminator_t": "D_t",
+                "discriminator_s": "D_s"}
+
+
+class TranslatorConfigError(ValueError):
+    """A translator folder or checkpoint that does not match what was asked for."""
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    ct_dataset: str
+    mri_dataset: str
+    mode: str = "asit"
+    iterations: int = 10000
+    batch_size: int = 4
+    slice_size: int = 256
+    inplane_spacing: float = 1.5
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 5.0
+    learning_rate: float = 2e-4
+    pool_size: int = 50
+    generator_features: int = 8
+    residual_blocks: int = 3
+    discriminator_features: int = 8
+    max_slices_per_case: int = 64
+    seed: int = 12345
+
+    def __post_init__(self):
+        if self.mode not in TRANSLATION_MODES:
+            raise ValueError(f"mode must be one of {TRANSLATION_MODES}, got '{self.mode}'")
+        if self.slice_size % ResnetGenerator.downsampling_factor or self.slice_size < 32:
+            raise ValueError(f"slice_size must be a multiple of 4 and at least 32, got {self.slice_size}")
+        for name in ("iterations", "batch_size", "max_slices_per_case"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+    def differences(self, other: TranslatorConfig) -> dict[str, tuple]:
+        return {f.name: (getattr(other, f.name), getattr(self, f.name)) for f in fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)}
+
+
+class CycleGAN:
+    """T_t (CT side -> MRI), T_s (MRI -> CT side), discriminators D_t (MRI) and D_s (CT side), their optimizers."""
+
+    def __init__(self, config: TranslatorConfig, device: torch.device | str = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+
+        def generator():
+            return ResnetGenerator(1, 1, config.generator_features, config.residual_blocks).to(self.device)
+
+        def discriminator():
+            return PatchDiscriminator(1, config.discriminator_features).to(self.device)
+
+        self.T_t, self.T_s, self.D_t, self.D_s = generator(), generator(), discriminator(), discriminator()
+        betas = (0.5, 0.999)
+        self.optimizer_G = torch.optim.Adam([*self.T_t.parameters(), *self.T_s.parameters()], config.learning_rate,
+                                            betas=betas)
+        self.optimizer_D = torch.optim.Adam([*self.D_t.parameters(), *self.D_s.parameters()], config.learning_rate,
+                                            betas=betas)
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, self.linear_decay)
+                           for o in (self.optimizer_G, self.optimizer_D)]
+        self.pool_mri, self.pool_ct = ImagePool(config.pool_size), ImagePool(config.pool_size)
+
+    def linear_decay(self, iteration: int) -> float:
+        """CycleGAN's schedule: constant for the first half, then linearly down to zero."""
+        constant = self.config.iterations // 2
+        return 1.0 - max(0, iteration + 1 - constant) / float(self.config.iterations - constant + 1)
+
+    def _discriminators_trainable(self, trainable: bool) -> None:
+        for parameter in [*self.D_t.parameters(), *self.D_s.parameters()]:
+            parameter.requires_grad_(trainable)
+
+    def train_step(self, batch: TranslationBatch, rng: np.random.Generator) -> dict[str, float]:
+        self._discriminators_trainable(False)
+        objective = generator_objective(self.T_t, self.T_s, self.D_t, self.D_s, batch,
+                                        self.config.lambda_cycle, self.config.lambda_identity)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        objective.total.backward()
+        self.optimizer_G.step()
+
+        self._discriminators_trainable(True)
+        loss_t = discriminator_loss(self.D_t, batch.y, self.pool_mri.query(objective.fake_mri, rng))
+        loss_s = discriminator_loss(self.D_s, batch.x, self.pool_ct.query(objective.fake_ct, rng))
+        self.optimizer_D.zero_grad(set_to_none=True)
+        (loss_t + loss_s).backward()
+        self.optimizer_D.step()
+        for scheduler in self.schedulers:
+            scheduler.step()
+        return {"total": objective.total.item(), "adversarial": objective.adversarial.item(),
+                "cycle": objective.cycle.item(), "identity": objective.identity.item(),
+                "discriminator_t": loss_t.item(), "discriminator_s": loss_s.item()}
+
+    def state_dict(self) -> dict:
+        return {"T_t": self.T_t.state_dict(), "T_s": self.T_s.state_dict(), "D_t": self.D_t.state_dict(),
+                "D_s": self.D_s.state_dict(), "optimizer_G": self.optimizer_G.state_dict(),
+                "optimizer_D": self.optimizer_D.state_dict(),
+                "schedulers": [s.state_dict() for s in self.schedulers],
+                "pool_mri": self.pool_mri.state_dict(), "pool_ct": self.pool_ct.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in ("T_t", "T_s", "D_t", "D_s", "optimizer_G", "optimizer_D"):
+            getattr(self, name).load_state_dict(state[name])
+        for scheduler, scheduler_state in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(scheduler_state)
+        self.pool_mri.load_state_dict(state["pool_mri"], self.device)
+        self.pool_ct.load_state_dict(state["pool_ct"], self.device)
+
+
+def read_config(translator_folder: str | os.PathLike) -> TranslatorConfig:
+    path = Path(translator_folder) / CONFIG_FILE
+    if not path.is_file():
+        raise TranslatorConfigError(f"'{translator_folder}' is not a translator folder: no {CONFIG_FILE}")
+    try:
+        return TranslatorConfig(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as error:
+        raise TranslatorConfigError(f"'{path}' is not a valid translator configuration: {error}") from error
+
+
+def load_checkpoint(translator_folder: str | os.PathLike, config: TranslatorConfig) -> dict | None:
+    """The latest checkpoint, or None; refuses one written under a different configuration, naming the keys."""
+    path = Path(translator_folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        saved = TranslatorConfig(**checkpoint["config"])
+    except (KeyError, TypeError) as error:
+        raise TranslatorConfigError(f"Checkpoint '{path}' was not written by this translator version "
+                                    f"({error}); move it away to start over") from error
+    differences = config.differences(saved)
+    if differences:
+        listed = ", ".join(f"{key}: checkpoint {old!r} vs requested {new!r}"
+                           for key, (old, new) in differences.items())
+        raise TranslatorConfigError(f"Refusing to resume from '{path}': it was trained with a different "
+                                    f"configuration ({listed}). Use the same settings, or another output folder.")
+    return checkpoint
+
+
+def _save_checkpoint(folder: Path, config: TranslatorConfig, model: CycleGAN, iteration: int, history: list,
+                     rng: np.random.Generator) -> None:
+    state = {"config": asdict(config), "iteration": iteration, "model": model.state_dict(), "history": history,
+             "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    temporary = folder / f".tmp_{os.getpid()}_{CHECKPOINT_FILE}"
+    torch.save(state, temporary)
+    os.replace(temporary, folder / CHECKPOINT_FILE)
+
+
+def plot_loss_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+    iterations = np.arange(1, len(history) + 1)
+    window = max(1, len(history) // 50)
+    for term in LOSS_TERMS:
+        values = np.array([h[term] for h in history])
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        axis = axes[1] if term.startswith("discriminator") else axes[0]
+        axis.plot(iterations[window - 1:], smooth, label=term)
+    axes[0].set_title("generator objective (eq. 4) and its terms")
+    axes[1].set_title("discriminators (LSGAN)")
+    for axis in axes:
+        axis.set_xlabel("iteration")
+        axis.legend()
+        axis.set_yscale("log")
+    figure.tight_layout()
+    temporary = path.with_name(f".tmp_{os.getpid()}_{path.name}")
+    figure.savefig(temporary, format="png", dpi=80)
+    plt.close(figure)
+    os.replace(temporary, path)
+
+
+def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: str | os.PathLike,
+                     output_folder: str | os.PathLike, mode: str = "asit", iterations: int = 10000,
+                     checkpoint_every: int = 500, device: str = "cpu", batch_size: int = 4, slice_size: int = 256,
+                     inplane_spacing: float | None = None, lambda_cycle: float = 10.0, lambda_identity: float = 5.0,
+                     generator_features: int = 8, residual_blocks: int = 3, discriminator_features: int = 8,
+                     max_slices_per_case: int = 64, seed: int = 12345,
+                     on_checkpoint: Callable[[int], None] | None = None) -> Path:
+    """Trains (or resumes) a translator in ``output_folder`` and returns that folder.
+
+    ``inplane_spacing`` None means the median in-plane spacing of the MRI dataset. ``on_checkpoint(iteration)`` is
+    called after each checkpoint is on disk (the pipeline uses it for progress reporting).
+    """
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    ct_dataset = open_raw_dataset(ct_dataset_folder)
+    mri_dataset = open_raw_dataset(mri_dataset_folder)
+    if inplane_spacing is None:
+        inplane_spacing = median_inplane_spacing(mri_dataset)
+    config = TranslatorConfig(str(ct_dataset.folder.resolve()), str(mri_dataset.folder.resolve()), mode, iterations,
+                              batch_size, slice_size, float(inplane_spacing), lambda_cycle, lambda_identity,
+                              generator_features=generator_features, residual_blocks=residual_blocks,
+                              discriminator_features=discriminator_features,
+                              max_slices_per_case=max_slices_per_case, seed=seed)
+    folder = Path(output_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = load_checkpoint(folder, config)
+    if (folder / CONFIG_FILE).is_file() and checkpoint is None:
+        previous = read_config(folder)
+        if previous.differences(config):
+            raise TranslatorConfigError(f"'{folder}' holds a translator configured differently "
+                                        f"({sorted(previous.differences(config))}); use another output folder")
+    write_json_atomic(asdict(config), folder / CONFIG_FILE)
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = CycleGAN(config, device)
+    start, history = 0, []
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        start, history = checkpoint["iteration"], checkpoint["history"]
+        rng.bit_generator.state = checkpoint["rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+    if start >= iterations:
+        return folder
+
+    ct_slices = extract_slices(ct_dataset, "ct", mode, config.inplane_spacing, slice_size, max_slices_per_case)
+    mri_slices = extract_slices(mri_dataset, "mri", mode, config.inplane_spacing, slice_size, max_slices_per_case)
+    ct_slices, mri_slices = ct_slices.to(model.device), mri_slices.to(model.device)
+    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"translator ({mode})")
+    for iteration in progress:
+        ct_batch = ct_slices[torch.from_numpy(rng.integers(len(ct_slices), size=batch_size)).to(model.device)]
+        mri_batch = mri_slices[torch.from_numpy(rng.integers(len(mri_slices), size=batch_size)).to(model.device)]
+        losses = model.train_step(TranslationBatch.from_slices(ct_batch.float(), mri_batch.float()), rng)
+        history.append(losses)
+        progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        done = iteration + 1
+        if done % checkpoint_every == 0 or done == iterations:
+            _save_checkpoint(folder, config, model, done, history, rng)
+            write_json_atomic({"iteration": done, "iterations": iterations, "finished": done == iterations,
+                               "history": history}, folder / PROGRESS_FILE)
+            plot_loss_curves(history, folder / LOSS_PLOT_FILE)
+            if on_checkpoint is not None:
+                on_checkpoint(done)
+    return folder

@@ -1,0 +1,69 @@
+"""The fast export step: decision at network resolution, label map to original geometry, un-crop, transpose."""
+
+import numpy as np
+import pytest
+import torch
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from nnunetv2_uda.inference import export
+from nnunetv2_uda.inference.export import segmentation_from_logits_fast
+
+REGION_DATASET_JSON = {  # BraTS-style: overlapping regions, painted in regions_class_order
+    "channel_names": {"0": "MRI"}, "file_ending": ".nii.gz", "numTraining": 1,
+    "labels": {"background": 0, "whole": [1, 2], "core": 2}, "regions_class_order": [1, 2],
+}
+LABEL_DATASET_JSON = {"channel_names": {"0": "CT"}, "file_ending": ".nii.gz", "numTraining": 1,
+                      "labels": {"background": 0, "a": 1, "b": 2, "c": 3}}
+
+
+def plans_manager(transpose_forward=(0, 1, 2)) -> PlansManager:
+    backward = [int(i) for i in np.argsort(transpose_forward)]
+    return PlansManager({"plans_name": "test", "transpose_forward": list(transpose_forward),
+                         "transpose_backward": backward, "configurations": {}})
+
+
+def properties(network_shape, cropped_shape, full_shape, bbox):
+    return {"shape_after_cropping_and_before_resampling": cropped_shape, "shape_before_cropping": full_shape,
+            "bbox_used_for_cropping": bbox, "spacing": [1.0, 1.0, 1.0]}
+
+
+def test_region_model_sigmoid_threshold_upsampling_and_uncropping():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)  # (whole, core) at network resolution
+    props = properties((3, 4, 5), (3, 8, 10), (5, 10, 12), [[1, 4], [2, 10], [0, 10]])
+    pm = plans_manager()
+    segmentation = segmentation_from_logits_fast(torch.from_numpy(logits), pm,
+                                                 pm.get_label_manager(REGION_DATASET_JSON), props)
+    at_network = np.where(logits[1] > 0, 2, np.where(logits[0] > 0, 1, 0))  # sigmoid > 0.5 <=> logit > 0
+    upsampled = np.repeat(np.repeat(at_network, 2, axis=1), 2, axis=2)
+    expected = np.zeros((5, 10, 12), dtype=np.uint8)
+    expected[1:4, 2:10, 0:10] = upsampled
+    assert segmentation.dtype == np.uint8
+    np.testing.assert_array_equal(segmentation, expected)
+
+
+def test_softmax_model_argmax_in_slabs_and_transpose(monkeypatch):
+    monkeypatch.setattr(export, "DECISION_SLAB_VOXELS", 7)  # forces several slabs on this small array
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4, 6, 3, 5)).astype(np.float16)
+    pm = plans_manager(transpose_forward=(2, 0, 1))
+    props = properties((6, 3, 5), (6, 3, 5), (6, 3, 5), [[0, 6], [0, 3], [0, 5]])
+    segmentation = segmentation_from_logits_fast(logits, pm, pm.get_label_manager(LABEL_DATASET_JSON), props)
+    expected = logits.astype(np.float32).argmax(0).transpose(pm.transpose_backward)
+    np.testing.assert_array_equal(segmentation, expected)
+
+
+def test_write_segmentation_leaves_no_partial_file(tmp_path):
+    import SimpleITK as sitk
+
+    pm = PlansManager({"image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2],
+                       "transpose_backward": [0, 1, 2]})
+    props = {"sitk_stuff": {"spacing": (1.0, 2.0, 3.0), "origin": (0.0, 0.0, 0.0),
+                            "direction": (1, 0, 0, 0, 1, 0, 0, 0, 1)}, "spacing": [3.0, 2.0, 1.0]}
+    seg = np.zeros((3, 4, 5), dtype=np.uint8)
+    seg[1, 2, 3] = 2
+    path = export.write_segmentation(seg, props, str(tmp_path / "case"), pm, LABEL_DATASET_JSON)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case.nii.gz"]
+    written = sitk.ReadImage(path)
+    assert written.GetSpacing() == pytest.approx((1.0, 2.0, 3.0))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(written), seg)
