@@ -1,0 +1,138 @@
+"""Real-data benchmark: BTCV CT -> CHAOS T2 MRI through ``nnUNetv2_uda_run``, on the CPU, in at most 90 minutes.
+
+Not run in CI (it needs ../shared/data and takes up to 90 minutes on 2 cores); without the data it says so and exits.
+
+    python3 bench/ct2mr_real.py                      # run, print the Table 7 form, write the report
+    python3 bench/ct2mr_real.py --dry_run            # write the config, check it and the inputs, list the steps
+
+Every setting below is fixed by the rules in docs/pipeline.md ("Real-data benchmark") before any score is seen;
+labelsEval is given to the pipeline as ``validation_labels``, which only its ``evaluate_*`` steps read
+(``nnUNetv2_uda_evaluate``). CHAOS T2 has one sequence, so the pipeline leaves MDM out and says so: the rows are
+only CT, CycleGAN, ASIT and ASIT + PLF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+CT_DATASET = "Dataset801_BTCVCT"
+MRI_DATASET = "Dataset802_CHAOST2"
+ORGANS = ("liver", "right kidney", "left kidney", "spleen")
+ROWS = ["only_ct", "cyclegan", "asit", "asit_mdm_plf"]
+ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_plf": "ASIT + PLF",
+              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_mdm": "ASIT + MDM"}
+
+# The CPU budget (2 cores, measured stock 2d nnU-Net: ~0.75 s per iteration at 128 x 128, batch 16, 2.5 mm).
+# Iterations: CT 2000 (liver and spleen appear only after ~2000), CycleGAN/ASIT 600 each warm-started from the CT
+# network, self-training 400 and the final network 400 warm-started from the previous stage: 4000 iterations
+# ~ 50 min, plus per-epoch validation (+20 % forward passes), nnU-Net's end-of-training validation on the training
+# cases (fold all), 2 x 1000 translator iterations, translation, planning/preprocessing, prediction and scoring:
+# ~ 84 min estimated in all. docs/pipeline.md has the derivation.
+BUDGET = {
+    "configuration": "2d",
+    "target_spacing": [5.0, 2.5, 2.5],
+    "batch_size": 16,
+    "translator": {"iterations": 1000, "batch_size": 4, "extra_args": ["--slice_size", "128",
+                                                                       "--inplane_spacing", "2.5"]},
+    "ct_training": {"epochs": 20, "iterations_per_epoch": 100},
+    "source_training": {"epochs": 6, "iterations_per_epoch": 100},
+    "self_training": {"epochs": 4, "iterations_per_epoch": 100, "num_snapshots": 4, "keep_fraction": 0.5},
+    "final": {"epochs": 4, "iterations_per_epoch": 100, "max_mri_cases": 300, "max_ct_cases": 2, "ct_source": "ct"},
+    "source_warm_start": True,
+    "warm_start": True,
+}
+
+
+def bench_config(data: Path, output: Path, device: str) -> dict:
+    mri = data / MRI_DATASET
+    return {
+        "ct_dataset": str(data / CT_DATASET),
+        "mri_dataset": str(mri),
+        "validation_labels": str(mri / "labelsEval"),
+        "output_folder": str(output / "pipeline"),
+        "dataset_id_base": 810,
+        "device": device,
+        "num_processes": 2,
+        "mri_default_sequence": "T2",
+        "ablation": ROWS,
+        **BUDGET,
+    }
+
+
+def print_results(pipeline_folder: Path) -> None:
+    """Table 7 form (DSC / NSD per organ, %) from the pipeline's evaluate steps, and every step's wall time."""
+    manifest = json.loads((pipeline_folder / "manifest.json").read_text())["stages"]
+    run = json.loads((pipeline_folder / "run.json").read_text())
+    header = f"{'Method':<18}" + "".join(f"{organ:>22}" for organ in (*ORGANS, "mean"))
+    print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
+    print(header)
+    print("-" * len(header))
+    for row in run["rows"]:
+        record = manifest.get(f"evaluate_{row}")
+        if not record or not record.get("finished"):
+            print(f"{ROW_TITLES.get(row, row):<18} (not scored)")
+            continue
+        summary = json.loads(Path(record["outputs"]["summary"]).read_text())["summary"]
+        cells = []
+        for organ in (*ORGANS, "mean"):
+            if organ in summary:
+                cells.append(f"{100 * summary[organ]['DSC']['mean']:.1f} / {100 * summary[organ]['NSD']['mean']:.1f}")
+            else:
+                cells.append("n/a")
+        print(f"{ROW_TITLES.get(row, row):<18}" + "".join(f"{cell:>22}" for cell in cells))
+    print("\nWall time per step (s)")
+    total = 0.0
+    for step in run["steps"]:
+        seconds = manifest.get(step, {}).get("wall_time_s", 0.0)
+        total += seconds
+        print(f"  {step:<26}{seconds:>10.1f}")
+    print(f"  {'total':<26}{total:>10.1f}")
+    print(f"\nreport: {pipeline_folder / 'report.md'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
+    parser.add_argument("--output", type=Path, default=REPO / "bench_output" / "ct2mr_real",
+                        help="output folder (pipeline output, and nnU-Net folders unless nnUNet_* are set). "
+                             "Default: bench_output/ct2mr_real")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"), help="Default: cpu")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="write the config, check it and the inputs, list the steps; train nothing")
+    args = parser.parse_args()
+    if not (args.data / CT_DATASET).is_dir() or not (args.data / MRI_DATASET).is_dir():
+        print(f"ct2mr_real: {args.data} does not hold {CT_DATASET} and {MRI_DATASET}; this benchmark needs the "
+              f"real data and is not run in CI. Nothing to do.")
+        return
+    output = args.output.resolve()
+    env = dict(os.environ)
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        if not env.get(variable):
+            env[variable] = str(output / variable)
+            Path(env[variable]).mkdir(parents=True, exist_ok=True)
+    env.setdefault("nnUNet_n_proc_DA", "0")
+    env.setdefault("nnUNet_def_n_proc", "2")
+    output.mkdir(parents=True, exist_ok=True)
+    config_file = output / "ct2mr_real.yaml"
+    config_file.write_text(yaml.safe_dump(bench_config(args.data.resolve(), output, args.device), sort_keys=False))
+    print(f"ct2mr_real: config {config_file}")
+    command = ["nnUNetv2_uda_run", str(config_file)] + (["--check"] if args.dry_run else [])
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+    if not args.dry_run:
+        print_results(output / "pipeline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""The pipeline's configuration: a typed schema with defaults, read from YAML or JSON and checked before any work.
+
+Every problem in a config file (unknown key, wrong type, bad value, missing required path) is collected and reported
+together, so a user fixes the file once instead of once per error. docs/config.md documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf")
+ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
+              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF"}
+CONFIGURATIONS = ("2d", "3d_fullres")
+
+
+class ConfigError(ValueError):
+    """A config file with problems; the message lists all of them."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass
+class TrainingBudget:
+    """Epochs x iterations of one nnU-Net training (nnUNetTrainer*_<E>epochs_<I>iters budget variants)."""
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+
+
+@dataclass
+class TranslatorConfig:
+    """Stage 1: the CT -> MRI translator (nnUNetv2_uda_train_translator)."""
+
+    iterations: int = 20000
+    batch_size: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SelfTrainingConfig:
+    """Stage 4: self-training on the MRI pseudo-labels with K snapshots, then uncertainty filtering."""
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    num_snapshots: int = 4
+    threshold: float | None = None
+    keep_fraction: float | None = 0.5
+
+
+@dataclass
+class FinalConfig:
+    """Stage 5: the final small network on kept MRI pseudo-labels plus CT cases."""
+
+    epochs: int = 1000
+    iterations_per_epoch: int = 250
+    max_mri_cases: int = 300
+    max_ct_cases: int = 100
+    ct_source: str = "ct"
+
+
+@dataclass
+class PipelineConfig:
+    """All settings of ``nnUNetv2_uda_run``; see docs/config.md."""
+
+    ct_dataset: Path | None = None
+    mri_dataset: Path | None = None
+    output_folder: Path | None = None
+    validation_labels: Path | None = None
+    test_images: Path | None = None
+    test_labels: Path | None = None
+    dataset_id_base: int = 600
+    device: str = "cuda"
+    configuration: str = "2d"
+    target_spacing: list[float] | None = None
+    batch_size: int | None = None
+    fold: str = "all"
+    num_processes: int = 2
+    num_gpus: int = 1
+    num_parts: int = 1
+    warm_start: bool = True
+    source_warm_start: bool = False
+    mri_default_sequence: str | None = None
+    ablation: str | list[str] = "asit_mdm_plf"
+    sequence_order: list[str] | None = None
+    translator: TranslatorConfig = field(default_factory=TranslatorConfig)
+    source_training: TrainingBudget = field(default_factory=TrainingBudget)
+    ct_training: TrainingBudget | None = None
+    self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
+
+    @property
+    def rows(self) -> list[str]:
+        return [self.ablation] if isinstance(self.ablation, str) else list(self.ablation)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _type_name(annotation) -> str:
+    return str(annotation).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+
+
+def _convert(value, annotation, key: str, problems: list[str]):
+    """``value`` as ``annotation`` (a field's type), or a problem appended and None returned."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        concrete = [option for option in options if option is not type(None)]
+        if len(concrete) == 1:
+            return _convert(value, concrete[0], key, problems)
+        for option in options:
+            if option is type(None):
+                continue
+            trial: list[str] = []
+            converted = _convert(value, option, key, trial)
+            if not trial:
+                return converted
+        problems.append(f"'{key}': expected {_type_name(annotation)}, got {value!r}")
+        return None
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            problems.append(f"'{key}': expected a list of {_type_name(item_type)}, got {value!r}")
+            return None
+        return [_convert(v, item_type, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            problems.append(f"'{key}': expected a mapping of settings, got {value!r}")
+            return None
+        return _build(annotation, value, key + ".", problems)
+    if annotation is Path:
+        if not isinstance(value, str) or not value:
+            problems.append(f"'{key}': expected a path (string), got {value!r}")
+            return None
+        return Path(value).expanduser()
+    if annotation is bool:
+        if not isinstance(value, bool):
+            problems.append(f"'{key}': expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"'{key}': expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(f"'{key}': expected a number, got {value!r}")
+            return value
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            problems.append(f"'{key}': expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {annotation}")  # a bug in the schema, not in the user's file
+
+
+def _build(schema: type, values: dict, prefix: str, problems: list[str]):
+    hints = typing.get_type_hints(schema)
+    known = {f.name for f in dataclasses.fields(schema)}
+    for key in values:
+        if key not in known:
+            problems.append(f"'{prefix}{key}': unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {name: _convert(values[name], hints[name], prefix + name, problems) for name in known if name in values}
+    return schema(**kwargs)
+
+
+def _check_values(config: PipelineConfig, problems: list[str]) -> None:
+    for key in ("ct_dataset", "mri_dataset", "output_folder"):
+        if getattr(config, key) is None:
+            problems.append(f"'{key}': required")
+    for row in config.rows:
+        if row not in ABLATION_ROWS:
+            problems.append(f"'ablation': unknown row {row!r} (choose from {', '.join(ABLATION_ROWS)})")
+    if not config.rows:
+        problems.append("'ablation': at least one row")
+    if config.configuration not in CONFIGURATIONS:
+        problems.append(f"'configuration': {config.configuration!r} is not one of {', '.join(CONFIGURATIONS)}")
+    if config.target_spacing is not None and len(config.target_spacing) != 3:
+        problems.append(f"'target_spacing': expected 3 numbers (z y x, mm), got {config.target_spacing}")
+    if config.device not in ("cpu", "cuda", "mps"):
+        problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
+    if config.fold != "all" and config.fold not in tuple("01234"):
+        problems.append(f"'fold': {config.fold!r} is not 'all' or 0-4")
+    positive = {"dataset_id_base": config.dataset_id_base, "num_processes": config.num_processes,
+                "batch_size": config.batch_size or 1,
+                "num_gpus": config.num_gpus, "num_parts": config.num_parts,
+                "translator.iterations": config.translator.iterations,
+                "source_training.epochs": config.source_training.epochs,
+                "source_training.iterations_per_epoch": config.source_training.iterations_per_epoch,
+                "self_training.epochs": config.self_training.epochs,
+                "self_training.iterations_per_epoch": config.self_training.iterations_per_epoch,
+                "self_training.num_snapshots": config.self_training.num_snapshots,
+                "final.epochs": config.final.epochs, "final.iterations_per_epoch": config.final.iterations_per_epoch,
+                "final.max_mri_cases": config.final.max_mri_cases}
+    if config.ct_training is not None:
+        positive.update({"ct_training.epochs": config.ct_training.epochs,
+                         "ct_training.iterations_per_epoch": config.ct_training.iterations_per_epoch})
+    for key, value in positive.items():
+        if isinstance(value, int) and value < 1:
+            problems.append(f"'{key}': must be at least 1, got {value}")
+    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 990:
+        problems.append(f"'dataset_id_base': must be within 1-990 (the pipeline uses ids base..base+8), "
+                        f"got {config.dataset_id_base}")
+    if isinstance(config.final.max_ct_cases, int) and config.final.max_ct_cases < 0:
+        problems.append(f"'final.max_ct_cases': must be at least 0, got {config.final.max_ct_cases}")
+    if config.final.ct_source not in ("fake_mri", "ct"):
+        problems.append(f"'final.ct_source': {config.final.ct_source!r} is not 'fake_mri' or 'ct'")
+    selftrain = config.self_training
+    if (selftrain.threshold is None) == (selftrain.keep_fraction is None):
+        problems.append("'self_training': set exactly one of 'threshold' and 'keep_fraction' (the other null)")
+    if isinstance(selftrain.keep_fraction, float) and not 0 < selftrain.keep_fraction <= 1:
+        problems.append(f"'self_training.keep_fraction': must be in (0, 1], got {selftrain.keep_fraction}")
+    if isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots < 2:
+        problems.append(f"'self_training.num_snapshots': at least 2 (uncertainty compares snapshots), "
+                        f"got {selftrain.num_snapshots}")
+    snapshot_budgets = {"self_training.epochs": selftrain.epochs}
+    if not config.sequence_order and any(row in ("asit_mdm", "asit_mdm_plf") for row in config.rows):
+        snapshot_budgets["source_training.epochs"] = config.source_training.epochs  # MDM ranks sequences by them
+    for key, epochs in snapshot_budgets.items():
+        if isinstance(epochs, int) and isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots > epochs:
+            problems.append(f"'self_training.num_snapshots' ({selftrain.num_snapshots}) exceeds '{key}' ({epochs}): "
+                            f"one snapshot per epoch at most")
+
+
+def config_from_dict(values: dict, source: str = "config") -> PipelineConfig:
+    """Builds and checks a config; raises :class:`ConfigError` listing every problem."""
+    if not isinstance(values, dict):
+        raise ConfigError(source, [f"expected a mapping of settings at the top level, got {type(values).__name__}"])
+    problems: list[str] = []
+    config = _build(PipelineConfig, values, "", problems)
+    if not problems:
+        _check_values(config, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path | str) -> PipelineConfig:
+    """Reads a YAML (.yaml/.yml) or JSON (.json) config; relative paths in it are relative to the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"]) from None
+    config = config_from_dict(values if values is not None else {}, str(path))
+    for key in ("ct_dataset", "mri_dataset", "output_folder", "validation_labels", "test_images", "test_labels"):
+        value = getattr(config, key)
+        if value is not None and not value.is_absolute():
+            setattr(config, key, (path.parent / value).resolve())
+    return config
+
+
+def check_inputs(config: PipelineConfig) -> None:
+    """Names every missing input folder (before any work starts)."""
+    problems = []
+    for key in ("ct_dataset", "mri_dataset", "validation_labels", "test_images", "test_labels"):
+        folder = getattr(config, key)
+        if folder is not None and not Path(folder).is_dir():
+            problems.append(f"'{key}': folder {folder} does not exist")
+    for key in ("ct_dataset", "mri_dataset"):
+        folder = getattr(config, key)
+        if folder is not None and Path(folder).is_dir() and not (Path(folder) / "dataset.json").is_file():
+            problems.append(f"'{key}': {folder} has no dataset.json (expected an nnU-Net raw dataset folder)")
+    if config.test_labels is not None and config.test_images is None:
+        problems.append("'test_labels' needs 'test_images'")
+    if problems:
+        raise ConfigError("inputs", problems)

@@ -1,0 +1,142 @@
+"""The nnU-Net raw datasets the pipeline creates: their ids, names and assembly from other folders.
+
+Datasets get fixed ids ``dataset_id_base + offset`` so a rerun finds its own datasets again; an id already taken by
+a dataset of another name is an error, never overwritten. Images are hard-linked where the file system allows
+(FLARE-scale data would otherwise be copied several times) and copied otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+DATASET_ROLES = {  # role -> (id offset, name suffix)
+    "source_ct": (0, "UDASourceCT"),
+    "fake_asit": (1, "UDAFakeMRIASIT"),
+    "fake_cyclegan": (2, "UDAFakeMRICycleGAN"),
+    "selftrain_asit_mdm": (3, "UDASelfTrainASITMDM"),
+    "filtered_asit_mdm": (4, "UDAFilteredASITMDM"),
+    "final_asit_mdm": (5, "UDAFinalASITMDM"),
+    "selftrain_asit": (6, "UDASelfTrainASIT"),
+    "filtered_asit": (7, "UDAFilteredASIT"),
+    "final_asit": (8, "UDAFinalASIT"),
+}
+
+
+def nnunet_folders() -> dict[str, Path]:
+    """nnU-Net's three folder variables; a clear error if any is unset."""
+    missing = [name for name in NNUNET_FOLDERS if not os.environ.get(name)]
+    if missing:
+        raise OSError(f"environment variable(s) {', '.join(missing)} not set: the pipeline writes its datasets and "
+                      f"models to nnU-Net's folders (see nnU-Net's documentation 'setting_up_paths.md')")
+    return {name: Path(os.environ[name]) for name in NNUNET_FOLDERS}
+
+
+def dataset_name(base: int, role: str) -> tuple[int, str]:
+    offset, suffix = DATASET_ROLES[role]
+    dataset_id = base + offset
+    return dataset_id, f"Dataset{dataset_id:03d}_{suffix}"
+
+
+def check_dataset_id_free(raw: Path, dataset_id: int, name: str) -> None:
+    """Raises if nnUNet_raw holds another dataset with this id (nnU-Net resolves ids by prefix)."""
+    for other in raw.glob(f"Dataset{dataset_id:03d}_*"):
+        if other.name != name:
+            raise FileExistsError(f"dataset id {dataset_id} is taken by {other} (the pipeline needs it for {name}); "
+                                  f"choose another 'dataset_id_base'")
+
+
+def read_dataset_json(folder: Path) -> dict:
+    path = Path(folder) / "dataset.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (expected an nnU-Net raw dataset folder)")
+    return json.loads(path.read_text())
+
+
+def check_label_names(ct_folder: Path, mri_folder: Path) -> dict[str, int]:
+    """The CT dataset's labels; error if the MRI dataset names the same ids differently or lacks labels."""
+    ct_labels = read_dataset_json(ct_folder).get("labels")
+    mri_labels = read_dataset_json(mri_folder).get("labels")
+    if not isinstance(ct_labels, dict):
+        raise ValueError(f"{ct_folder}/dataset.json has no 'labels' mapping")
+    if not isinstance(mri_labels, dict):
+        raise ValueError(f"{mri_folder}/dataset.json has no 'labels' mapping (it must name the organs to segment, "
+                         f"as the CT dataset does)")
+    if ct_labels != mri_labels:
+        only_ct = sorted(set(ct_labels.items()) - set(mri_labels.items()), key=lambda kv: str(kv[1]))
+        only_mri = sorted(set(mri_labels.items()) - set(ct_labels.items()), key=lambda kv: str(kv[1]))
+        raise ValueError(f"the label names of the CT dataset ({ct_folder}) and the MRI dataset ({mri_folder}) "
+                         f"disagree: only in CT {dict(only_ct)}, only in MRI {dict(only_mri)}")
+    return ct_labels
+
+
+def mri_sequences(images_folder: Path, default: str | None = None) -> dict[str, str]:
+    """Case -> sequence tag, from the ``<case>.json`` sidecars ({"sequence": "T2"}), else ``default``; untagged cases
+    without a default raise."""
+    cases = image_channel_files(images_folder)
+    if not cases:
+        raise ValueError(f"{images_folder} holds no images named <case>_0000.nii.gz")
+    sequences, untagged = {}, []
+    for case in cases:
+        sidecar = Path(images_folder) / f"{case}.json"
+        if sidecar.is_file() and isinstance(json.loads(sidecar.read_text()).get("sequence"), str):
+            sequences[case] = json.loads(sidecar.read_text())["sequence"]
+        elif default is not None:
+            sequences[case] = default
+        else:
+            untagged.append(case)
+    if untagged:
+        raise ValueError(f"{len(untagged)} MRI case(s) in {images_folder} have no sequence tag "
+                         f"(<case>.json with {{\"sequence\": ...}}), e.g. {untagged[:3]}; tag them or set "
+                         f"'mri_default_sequence'")
+    return sequences
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_raw_dataset(folder: Path, cases: dict[str, tuple[list[Path], Path | None]], labels: dict[str, int],
+                      channel_name: str, extra_json: dict | None = None) -> Path:
+    """Writes an nnU-Net raw dataset ``folder`` from case -> (channel files, label file) in one go.
+
+    Built under a temporary name and renamed at the end, so a half-built dataset never has the final name.
+    """
+    folder = Path(folder)
+    temporary = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    for case, (images, label) in cases.items():
+        for channel, image in enumerate(images):
+            link_or_copy(image, temporary / "imagesTr" / f"{case}_{channel:04d}.nii.gz")
+        if label is not None:
+            link_or_copy(label, temporary / "labelsTr" / f"{case}.nii.gz")
+    dataset_json = {"channel_names": {"0": channel_name}, "labels": labels, "numTraining": len(cases),
+                    "file_ending": ".nii.gz", **(extra_json or {})}
+    (temporary / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(temporary, folder)
+    return folder
+
+
+def labeled_cases(dataset_folder: Path, limit: int | None = None) -> dict[str, tuple[list[Path], Path]]:
+    """Case -> (image channel files, label file) of a raw dataset's imagesTr/labelsTr, first ``limit`` by name."""
+    images = image_channel_files(Path(dataset_folder) / "imagesTr")
+    labels = label_files(Path(dataset_folder) / "labelsTr")
+    missing = sorted(set(images) - set(labels))
+    if missing:
+        raise FileNotFoundError(f"{dataset_folder}/labelsTr lacks labels for {len(missing)} case(s), "
+                                f"e.g. {missing[:3]}")
+    names = sorted(images)[:limit] if limit is not None else sorted(images)
+    return {case: (images[case], labels[case]) for case in names}

@@ -1,0 +1,144 @@
+"""Runs the steps in order, skipping those the manifest shows finished with the same inputs and settings.
+
+A step's input hash covers its own settings, the content fingerprint of the user folders it reads and the hashes of
+the steps it depends on, so a changed setting reruns that step and, through the chain, every step after it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnunetv2_uda.pipeline.config import PipelineConfig, check_inputs
+from nnunetv2_uda.pipeline.datasets import check_label_names, mri_sequences, nnunet_folders
+from nnunetv2_uda.pipeline.manifest import Manifest, atomic_write_text, folder_fingerprint, hash_json
+from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, row_plan
+
+RUN_FILE = "run.json"
+WORKER_POLL_SECONDS = 10.0
+
+
+@dataclass
+class RunResult:
+    """What happened to each step in this run: 'ran', 'skipped' or 'part' (a worker's share)."""
+
+    rows: list[str]
+    statuses: dict[str, str] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def say(message: str) -> None:
+    print(f"[nnUNetv2_uda_run] {message}", flush=True)
+
+
+def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
+    settings = json.loads(json.dumps(step.settings, default=str))
+    inputs = {}
+    for key in step.inputs:
+        folder = getattr(context.config, key)
+        if folder is not None:
+            if key not in fingerprints:
+                fingerprints[key] = folder_fingerprint(Path(folder))
+            inputs[key] = fingerprints[key]
+    upstream = {name: context.manifest.stages[name]["input_hash"] for name in step.depends}
+    return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings
+
+
+def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict) -> str:
+    record = context.manifest.stages.get(step.name)
+    if record is None:
+        return "running"
+    if record["input_hash"] == input_hash:
+        return "resuming (an earlier run stopped or failed during this step)"
+    changed = context.manifest.changed_settings(step.name, settings)
+    if changed:
+        return f"settings changed ({', '.join(changed)}): rerunning it and the steps after it"
+    return "its inputs or an earlier step changed: rerunning"
+
+
+def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> tuple[Context, list, dict,
+                                                                                                  list[str], list[str]]:
+    """Checks everything that can be checked before work starts and builds the step list."""
+    folders = nnunet_folders()
+    check_inputs(config)
+    labels = check_label_names(Path(config.ct_dataset), Path(config.mri_dataset))
+    sequences = mri_sequences(Path(config.mri_dataset) / "imagesTr", config.mri_default_sequence)
+    if config.validation_labels is not None and not any(Path(config.validation_labels).glob("*.nii.gz")):
+        raise FileNotFoundError(f"'validation_labels': {config.validation_labels} holds no .nii.gz label maps")
+    if part_id is not None and not 0 <= part_id < config.num_parts:
+        raise ValueError(f"--part_id {part_id} is outside 0..{config.num_parts - 1} (num_parts {config.num_parts})")
+    if worker and part_id is None:
+        raise ValueError("--worker needs --part_id")
+    rows, notes = row_plan(config, sequences)
+    steps, scored = build_steps(config, rows)
+    Path(config.output_folder).mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(Path(config.output_folder))
+    part_ids = [part_id] if part_id is not None else list(range(config.num_parts))
+    context = Context(config, folders, labels, sequences, manifest, part_ids, worker)
+    return context, steps, scored, rows, notes
+
+
+def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> RunResult:
+    context, steps, scored, rows, notes = prepare(config, part_id, worker)
+    for note in notes:
+        say(note)
+    say(f"rows: {', '.join(rows)}; {len(steps)} steps; output folder {context.out}")
+    result = RunResult(rows)
+    fingerprints: dict[str, str] = {}
+    last_split = max((i for i, s in enumerate(steps) if s.split), default=-1)
+    started = time.time()
+    for index, step in enumerate(steps, 1):
+        if worker and index - 1 > last_split:
+            break
+        input_hash, settings = step_hash(step, context, fingerprints) if not worker else wait_for_upstream(
+            step, context, fingerprints)
+        prefix = f"[{index}/{len(steps)}] {step.name}"
+        if context.manifest.is_finished(step.name, input_hash):
+            say(f"{prefix}: skipped (finished earlier with the same inputs and settings)")
+            result.statuses[step.name] = "skipped"
+            continue
+        context.current_hash = input_hash
+        if worker:
+            if step.split:
+                say(f"{prefix}: running part {context.part_ids} ({step.description})")
+                step.action(context, True)
+                result.statuses[step.name] = "part"
+            continue
+        say(f"{prefix}: {rerun_reason(step, context, input_hash, settings)}: {step.description}")
+        resume = context.manifest.stages.get(step.name, {}).get("input_hash") == input_hash
+        context.manifest.mark_started(step.name, input_hash, settings)
+        begin = time.time()
+        outputs = step.action(context, resume)
+        context.manifest.mark_finished(step.name, outputs, time.time() - begin)
+        say(f"{prefix}: finished in {time.time() - begin:.1f} s")
+        result.statuses[step.name] = "ran"
+    if worker:
+        say(f"worker part {context.part_ids} done")
+        return result
+    run_info = {"rows": rows, "notes": notes, "scored_steps": scored, "steps": [s.name for s in steps],
+                "descriptions": {s.name: s.description for s in steps}, "statuses": result.statuses,
+                "config": config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
+    atomic_write_text(context.out / RUN_FILE, json.dumps(run_info, indent=2))
+    from nnunetv2_uda.pipeline.report import write_report
+
+    result.report = write_report(context.out, context.manifest, run_info)
+    say(f"report: {result.report}")
+    return result
+
+
+def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
+    """A worker waits until the owner has finished every step this one depends on (or this one, if not split)."""
+    waited = 0.0
+    while True:
+        context.manifest.reload()
+        records = context.manifest.stages
+        if all(records.get(d, {}).get("finished") for d in step.depends):
+            input_hash, settings = step_hash(step, context, fingerprints)
+            if step.split or context.manifest.is_finished(step.name, input_hash):
+                return input_hash, settings
+        if waited % 60 == 0:
+            say(f"worker: waiting for step '{step.name}' to be finished by the main run")
+        time.sleep(WORKER_POLL_SECONDS)
+        waited += WORKER_POLL_SECONDS

@@ -1,0 +1,550 @@
+"""The paper's stages as a list of small steps, each calling stock nnU-Net or our ``nnUNetv2_uda_*`` commands.
+
+Which steps run follows from the ablation rows asked for (Table 7: only CT; CycleGAN; ASIT; ASIT + MDM;
+ASIT + MDM + PLF); rows share the steps they have in common. Each step declares the settings and upstream steps its
+result depends on (the runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder.
+All segmentation datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every
+network has the same architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnunetv2_uda.pipeline.commands import run_logged
+from nnunetv2_uda.pipeline.config import PipelineConfig
+from nnunetv2_uda.pipeline.datasets import (
+    check_dataset_id_free,
+    dataset_name,
+    labeled_cases,
+    link_or_copy,
+    write_raw_dataset,
+)
+from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV
+from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
+from nnunetv2_uda.pseudolabels.snapshots import DATASET_JSON_KEY, SNAPSHOT_SUBFOLDER
+from nnunetv2_uda.training.budget import budget_trainer_name
+
+PLANS = "nnUNetPlansUDASmall"
+PLANNER = "nnUNetPlannerUDASmall"
+SEGMENTATION_TRAINER = "nnUNetTrainerUDASmall"
+PSEUDOLABEL_TRAINER = "nnUNetTrainerUDAPseudoLabel"
+ZSCORE_CHANNEL = "zscore"  # nnU-Net's z-score normalization: one intensity treatment for CT, fake MRI and MRI
+PART_POLL_SECONDS = 10.0
+
+
+@dataclass
+class Context:
+    """What every step needs: the config, nnU-Net's folders, facts about the inputs and where this process stands."""
+
+    config: PipelineConfig
+    folders: dict[str, Path]
+    labels: dict[str, int]
+    sequences: dict[str, str]
+    manifest: Manifest
+    part_ids: list[int]
+    worker: bool = False
+    current_hash: str = ""  # input hash of the step being run (names its parts folder)
+
+    def manifest_outputs(self, step: str) -> dict:
+        record = self.manifest.stages.get(step)
+        if not record or not record.get("finished"):
+            raise RuntimeError(f"step '{step}' has not finished (manifest {self.manifest.path})")
+        return record["outputs"]
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.output_folder)
+
+    @property
+    def raw(self) -> Path:
+        return self.folders["nnUNet_raw"]
+
+    @property
+    def mri_images(self) -> Path:
+        return Path(self.config.mri_dataset) / "imagesTr"
+
+    def log_file(self, step: str) -> Path:
+        return self.out / "logs" / f"{step}.log"
+
+    def dataset(self, role: str) -> tuple[int, str]:
+        dataset_id, name = dataset_name(self.config.dataset_id_base, role)
+        check_dataset_id_free(self.raw, dataset_id, name)
+        return dataset_id, name
+
+
+@dataclass
+class Step:
+    """One resumable unit of work: ``action(context, resume) -> outputs`` (JSON-able dict of paths and facts)."""
+
+    name: str
+    description: str
+    action: Callable[[Context, bool], dict]
+    settings: dict = field(default_factory=dict)
+    depends: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # config keys of user input folders whose content the result depends on
+    split: bool = False  # runs in -num_parts/-part_id parts
+
+
+def row_plan(config: PipelineConfig, sequences: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The rows to run and notes for the user (MDM needs at least two sequences to match)."""
+    rows, notes = [], []
+    single = len(set(sequences.values())) < 2
+    for row in config.rows:
+        if single and row == "asit_mdm":
+            notes.append(f"row 'asit_mdm' left out: the MRI dataset has one sequence ({set(sequences.values())}), "
+                         f"so multi-domain matching has nothing to match")
+            continue
+        if single and row == "asit_mdm_plf":
+            notes.append("row 'asit_mdm_plf' runs as 'asit_plf': one MRI sequence, so MDM is left out")
+            row = "asit_plf"
+        if row not in rows:
+            rows.append(row)
+    return rows, notes
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+def model_folder(context: Context, dataset: str, trainer: str) -> Path:
+    return context.folders["nnUNet_results"] / dataset / f"{trainer}__{PLANS}__{context.config.configuration}"
+
+
+def fold_folder(context: Context, dataset: str, trainer: str) -> Path:
+    fold = context.config.fold
+    return model_folder(context, dataset, trainer) / (f"fold_{fold}")
+
+
+def prepare_preprocessed(context: Context, step: str, dataset_id: int, name: str) -> None:
+    """Gives a raw dataset the shared plans (unless it is the planned dataset itself) and preprocesses it."""
+    preprocessed = context.folders["nnUNet_preprocessed"] / name
+    plans_id, plans_name = context.dataset("source_ct")
+    if name != plans_name:
+        remove(preprocessed)
+        preprocessed.mkdir(parents=True)
+        run_logged(["nnUNetv2_move_plans_between_datasets", "-s", plans_id, "-t", dataset_id, "-sp", PLANS,
+                    "-tp", PLANS], context.log_file(step))
+        # nnU-Net's trainer copies the fingerprint into the model folder; the plans (and so it) come from the CT
+        shutil.copy2(context.folders["nnUNet_preprocessed"] / plans_name / "dataset_fingerprint.json",
+                     preprocessed / "dataset_fingerprint.json")
+    shutil.copy2(context.raw / name / "dataset.json", preprocessed / "dataset.json")
+    run_logged(["nnUNetv2_preprocess", "-d", dataset_id, "-plans_name", PLANS, "-c", context.config.configuration,
+                "-np", context.config.num_processes], context.log_file(step))
+
+
+def train(context: Context, step: str, dataset_id: int, name: str, trainer: str, resume: bool,
+          pretrained: Path | None) -> dict:
+    """nnUNetv2_train; a resumed step continues from nnU-Net's own checkpoint (``--c``)."""
+    folder = fold_folder(context, name, trainer)
+    checkpoint = folder / "checkpoint_latest.pth"
+    continuing = resume and checkpoint.is_file()
+    if not continuing:
+        remove(folder)
+        prepare_preprocessed(context, step, dataset_id, name)
+    config = context.config
+    args = ["nnUNetv2_train", dataset_id, config.configuration, config.fold, "-tr", trainer, "-p", PLANS,
+            "-device", config.device]
+    if config.num_gpus > 1:
+        args += ["-num_gpus", config.num_gpus]
+    if continuing:
+        args.append("--c")
+    elif pretrained is not None:
+        args += ["-pretrained_weights", pretrained]
+    run_logged(args, context.log_file(step))
+    final = folder / "checkpoint_final.pth"
+    if not final.is_file():
+        raise RuntimeError(f"nnUNetv2_train finished without writing {final}")
+    return {"dataset_id": dataset_id, "dataset": name, "trainer": trainer, "plans": PLANS,
+            "configuration": config.configuration, "fold": config.fold, "model_folder": str(folder.parent),
+            "checkpoint": str(final)}
+
+
+def predict_in_parts(context: Context, step: str, model: dict, images: Path, output: Path) -> bool:
+    """nnUNetv2_predict_fast over ``images`` in ``num_parts`` parts (nnU-Net's -num_parts/-part_id).
+
+    Each part is written to ``parts/<step>/<hash>/part_<i>.tmp`` and renamed when complete, so parts can run on
+    other machines against a shared output folder (``nnUNetv2_uda_run CONFIG --worker --part_id I``) and a killed
+    part is never taken for done. The process that owns the step waits for all parts, then merges them into
+    ``output``. Returns False in a worker (the owner merges).
+    """
+    config = context.config
+    parts_root = context.out / "parts" / step / context.current_hash
+    if parts_root.parent.is_dir():
+        for stale in parts_root.parent.iterdir():
+            if stale != parts_root and not context.worker:
+                remove(stale)
+    for part in context.part_ids:
+        done = parts_root / f"part_{part}"
+        if done.is_dir():
+            continue
+        temporary = parts_root / f"part_{part}.tmp"
+        remove(temporary)
+        run_logged(["nnUNetv2_predict_fast", "-i", images, "-o", temporary, "-d", model["dataset_id"],
+                    "-c", model["configuration"], "-tr", model["trainer"], "-p", model["plans"], "-f", model["fold"],
+                    "-device", config.device, "-npp", 1, "-nps", 1, "-num_parts", config.num_parts,
+                    "-part_id", part], context.log_file(f"{step}_part{part}"))
+        os.replace(temporary, done)
+    if context.worker:
+        return False
+    waiting_since = time.time()
+    while missing := [i for i in range(config.num_parts) if not (parts_root / f"part_{i}").is_dir()]:
+        print(f"{step}: waiting for part(s) {missing} of {config.num_parts} in {parts_root} "
+              f"({time.time() - waiting_since:.0f} s; run them with 'nnUNetv2_uda_run CONFIG --worker --part_id I')",
+              flush=True)
+        time.sleep(PART_POLL_SECONDS)
+    temporary = output.with_name(output.name + ".tmp")
+    remove(temporary)
+    temporary.mkdir(parents=True)
+    for part in range(config.num_parts):
+        for path in (parts_root / f"part_{part}").iterdir():
+            if path.name.endswith(".nii.gz") or (path.name == "dataset.json" and part == 0):
+                link_or_copy(path, temporary / path.name)
+    remove(output)
+    os.replace(temporary, output)
+    return True
+
+
+def write_labels_dataset_json(context: Context, folder: Path) -> None:
+    """A folder of label maps gets the label names (evaluation matches organs by name)."""
+    (folder / "dataset.json").write_text(json.dumps(
+        {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
+
+
+def budget(epochs: int, iterations: int, base: str) -> str:
+    return budget_trainer_name(base, epochs, iterations)
+
+
+# ------------------------------------------------------------------------------------------------------------ steps
+def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:
+    folder_of = lambda context: context.out / "translators" / mode  # noqa: E731
+
+    def train_translator(context: Context, resume: bool) -> dict:
+        folder = folder_of(context)
+        if not resume:
+            remove(folder)
+        args = ["nnUNetv2_uda_train_translator", config.ct_dataset, config.mri_dataset, folder, "--mode", mode,
+                "--iterations", config.translator.iterations, "--device", config.device]
+        if config.translator.batch_size is not None:
+            args += ["--batch_size", config.translator.batch_size]
+        run_logged(args + list(config.translator.extra_args), context.log_file(f"translator_{mode}"))
+        return {"translator_folder": str(folder)}
+
+    def translate(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset(f"fake_{mode}")
+        target = context.raw / name
+        remove(target)
+        run_logged(["nnUNetv2_uda_translate", folder_of(context), config.ct_dataset, target, "--device",
+                    config.device, "--mri_dataset", config.mri_dataset], context.log_file(f"translate_{mode}"))
+        dataset_json = json.loads((target / "dataset.json").read_text())
+        dataset_json["channel_names"] = {"0": ZSCORE_CHANNEL}
+        (target / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+        panels = [str(p) for p in sorted(target.rglob("*.png")) + sorted(folder_of(context).glob("*.png"))]
+        return {"dataset_id": dataset_id, "dataset": name, "folder": str(target), "figures": panels}
+
+    translator_settings = {"mode": mode, "translator": config.to_dict()["translator"], "device": config.device}
+    return [
+        Step(f"translator_{mode}", f"train the {mode} translator CT -> MRI", train_translator, translator_settings,
+             inputs=("ct_dataset", "mri_dataset")),
+        Step(f"translate_{mode}", f"translate the CT dataset to fake MRI ({mode})", translate,
+             {"device": config.device}, depends=(f"translator_{mode}",), inputs=("ct_dataset",)),
+    ]
+
+
+def plan_step(config: PipelineConfig) -> Step:
+    def plan(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset("source_ct")
+        write_raw_dataset(context.raw / name, labeled_cases(Path(config.ct_dataset)), context.labels, ZSCORE_CHANNEL)
+        remove(context.folders["nnUNet_preprocessed"] / name)
+        args = ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-pl", PLANNER, "-c", config.configuration,
+                "-np", config.num_processes, "-npfp", config.num_processes, "--no_pp", "--clean"]
+        if config.target_spacing is not None:
+            args += ["-overwrite_target_spacing", *config.target_spacing]
+        run_logged(args, context.log_file("plan"))
+        plans = context.folders["nnUNet_preprocessed"] / name / f"{PLANS}.json"
+        if config.batch_size is not None:  # nnU-Net's documented way: edit the plans
+            content = json.loads(plans.read_text())
+            content["configurations"][config.configuration]["batch_size"] = config.batch_size
+            plans.write_text(json.dumps(content, indent=2))
+        return {"dataset_id": dataset_id, "dataset": name, "plans": str(plans)}
+
+    return Step("plan", "copy the CT dataset (z-score normalization) and plan the shared small network", plan,
+                {"configuration": config.configuration, "target_spacing": config.target_spacing,
+                 "batch_size": config.batch_size},
+                inputs=("ct_dataset",))
+
+
+def source_steps(config: PipelineConfig, source: str) -> list[Step]:
+    """Train on CT or fake MRI with the CT labels, then pseudo-label the real MRI."""
+    snapshots = source == "asit" and needs_mdm_order(config)
+    training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
+    trainer = budget(training.epochs, training.iterations_per_epoch,
+                     PSEUDOLABEL_TRAINER if snapshots else SEGMENTATION_TRAINER)
+    from_ct = source != "ct" and config.source_warm_start
+    upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
+    role = "source_ct" if source == "ct" else f"fake_{source}"
+
+    def train_source(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset(role)
+        if snapshots:  # MDM orders the sequences by the snapshot uncertainty of this network's pseudo-labels
+            set_pseudolabel_target(context.raw / name, context.mri_images, config.self_training.num_snapshots)
+        pretrained = Path(context.manifest_outputs("train_ct")["checkpoint"]) if from_ct else None
+        outputs = train(context, f"train_{source}", dataset_id, name, trainer, resume, pretrained)
+        if snapshots:
+            outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
+        return outputs
+
+    def pseudolabel(context: Context, resume: bool) -> dict:
+        model = context.manifest_outputs(f"train_{source}")
+        output = context.out / "pseudolabels" / source
+        if predict_in_parts(context, f"pseudolabel_{source}", model, context.mri_images, output):
+            write_labels_dataset_json(context, output)
+        return {"labels": str(output)}
+
+    settings = {"budget": dataclasses.asdict(training), "device": config.device, "fold": config.fold,
+                "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
+                "num_snapshots": config.self_training.num_snapshots if snapshots else None}
+    return [
+        Step(f"train_{source}", f"train the segmentation network on {source_name(source)} with the CT labels",
+             train_source, settings, depends=upstream),
+        Step(f"pseudolabel_{source}", f"pseudo-label the real MRI with the {source_name(source)} network",
+             pseudolabel, {"num_parts": config.num_parts, "device": config.device}, depends=(f"train_{source}",),
+             inputs=("mri_dataset",), split=True),
+    ]
+
+
+def source_name(source: str) -> str:
+    return {"ct": "CT", "asit": "ASIT fake MRI", "cyclegan": "CycleGAN fake MRI"}[source]
+
+
+def mdm_step(config: PipelineConfig) -> Step:
+    def mdm(context: Context, resume: bool) -> dict:
+        output = context.out / "mdm"
+        remove(output)
+        args = ["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs("pseudolabel_asit")["labels"],
+                output]
+        sequences_csv = context.out / "inputs" / "sequences.csv"
+        sequences_csv.parent.mkdir(parents=True, exist_ok=True)
+        sequences_csv.write_text("case,sequence\n"
+                                 + "".join(f"{case},{tag}\n" for case, tag in sorted(context.sequences.items())))
+        args += ["--sequences_csv", sequences_csv]
+        if config.sequence_order:
+            args += ["--order", *config.sequence_order]
+        else:
+            ranking = context.out / "mdm_sequence_ranking"
+            remove(ranking)
+            run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs("train_asit")["snapshots"],
+                        ranking, "--keep_fraction", 1.0, "--images", context.mri_images], context.log_file("mdm"))
+            args += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
+        run_logged(args, context.log_file("mdm"))
+        write_labels_dataset_json(context, output)
+        return {"labels": str(output), "matches": str(output / "mdm_matches.csv")}
+
+    return Step("mdm", "multi-domain matching of the pseudo-labels across MRI sequences", mdm,
+                {"sequence_order": config.sequence_order}, depends=("pseudolabel_asit", "train_asit"),
+                inputs=("mri_dataset",))
+
+
+def needs_mdm_order(config: PipelineConfig) -> bool:
+    """MDM orders the sequences by snapshot uncertainty unless the config gives the order."""
+    return not config.sequence_order and any(row in ("asit_mdm", "asit_mdm_plf") for row in config.rows)
+
+
+def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: int) -> None:
+    """Adds the key nnUNetTrainerUDAPseudoLabel reads to a raw dataset.json (nnU-Net copies it when preprocessing)."""
+    path = dataset / "dataset.json"
+    content = json.loads(path.read_text())
+    content[DATASET_JSON_KEY] = {"target_images": str(Path(target_images).resolve()), "num_snapshots": num_snapshots}
+    path.write_text(json.dumps(content, indent=2))
+
+
+def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
+    """Self-training with K snapshots, uncertainty filtering, the final network and its predictions."""
+    labels_step = "mdm" if variant == "asit_mdm" else "pseudolabel_asit"
+    selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
+                               PSEUDOLABEL_TRAINER)
+    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, SEGMENTATION_TRAINER)
+
+    def selftrain(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset(f"selftrain_{variant}")
+        images = image_channel_files(context.mri_images)
+        labels = label_files(Path(context.manifest_outputs(labels_step)["labels"]))
+        missing = sorted(set(images) - set(labels))
+        if missing:
+            raise FileNotFoundError(f"no pseudo-label for MRI case(s) {missing[:5]}")
+        if not (resume and (fold_folder(context, name, selftrain_trainer) / "checkpoint_latest.pth").is_file()):
+            write_raw_dataset(context.raw / name, {c: (images[c], labels[c]) for c in sorted(images)},
+                              context.labels, ZSCORE_CHANNEL)
+            set_pseudolabel_target(context.raw / name, context.mri_images, config.self_training.num_snapshots)
+        pretrained = Path(context.manifest_outputs("train_asit")["checkpoint"]) if config.warm_start else None
+        outputs = train(context, f"selftrain_{variant}", dataset_id, name, selftrain_trainer, resume, pretrained)
+        outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
+        return outputs
+
+    def filter_labels(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset(f"filtered_{variant}")
+        target = context.raw / name
+        remove(target)
+        selftrain = config.self_training
+        cut = ["--threshold", selftrain.threshold] if selftrain.threshold is not None \
+            else ["--keep_fraction", selftrain.keep_fraction]
+        run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{variant}")["snapshots"],
+                    target, *cut, "--images", context.mri_images], context.log_file(f"filter_{variant}"))
+        kept = sorted(label_files(target / "labelsTr"))
+        return {"dataset_id": dataset_id, "dataset": name, "folder": str(target), "kept_cases": kept,
+                "uncertainty_csv": str(target / "uncertainty.csv"),
+                "figures": sorted(str(p) for p in target.rglob("*.png"))}
+
+    def train_final(context: Context, resume: bool) -> dict:
+        dataset_id, name = context.dataset(f"final_{variant}")
+        trainer_folder = fold_folder(context, name, final_trainer)
+        if not (resume and (trainer_folder / "checkpoint_latest.pth").is_file()):
+            kept = labeled_cases(Path(context.manifest_outputs(f"filter_{variant}")["folder"]),
+                                 config.final.max_mri_cases)
+            ct_folder = Path(config.ct_dataset) if config.final.ct_source == "ct" \
+                else Path(context.manifest_outputs("translate_asit")["folder"])
+            ct_cases = labeled_cases(ct_folder, config.final.max_ct_cases) if config.final.max_ct_cases else {}
+            cases = {**kept, **{f"ct_{case}": files for case, files in ct_cases.items()}}
+            write_raw_dataset(context.raw / name, cases, context.labels, ZSCORE_CHANNEL)
+        pretrained = Path(context.manifest_outputs(f"selftrain_{variant}")["checkpoint"]) \
+            if config.warm_start else None
+        return train(context, f"final_{variant}", dataset_id, name, final_trainer, resume, pretrained)
+
+    def predict(context: Context, resume: bool) -> dict:
+        model = context.manifest_outputs(f"final_{variant}")
+        outputs = {}
+        targets = {}
+        if config.validation_labels is not None:
+            targets["validation"] = validation_images(context)
+        if config.test_images is not None:
+            targets["test"] = Path(config.test_images)
+        for kind, images in targets.items():
+            output = context.out / "predictions" / variant / kind
+            if predict_in_parts(context, f"predict_{variant}_{kind}", model, images, output):
+                write_labels_dataset_json(context, output)
+            outputs[kind] = str(output)
+        return outputs
+
+    selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
+                          "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus}
+    final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
+                      "fold": config.fold, "num_gpus": config.num_gpus}
+    final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
+        + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
+    steps = [
+        Step(f"selftrain_{variant}", "self-training on the MRI pseudo-labels with K snapshots", selftrain,
+             selftrain_settings, depends=(labels_step, "train_asit", "plan"), inputs=("mri_dataset",)),
+        Step(f"filter_{variant}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
+             filter_labels, {"threshold": config.self_training.threshold,
+                             "keep_fraction": config.self_training.keep_fraction},
+             depends=(f"selftrain_{variant}",), inputs=("mri_dataset",)),
+        Step(f"final_{variant}", "train the final small network on kept MRI pseudo-labels plus CT cases",
+             train_final, final_settings, depends=final_depends, inputs=("ct_dataset",)),
+    ]
+    if config.validation_labels is not None or config.test_images is not None:
+        steps.append(Step(f"predict_{variant}", "predict the validation / test MRI with the final network", predict,
+                          {"num_parts": config.num_parts, "device": config.device}, depends=(f"final_{variant}",),
+                          inputs=("mri_dataset", "validation_labels", "test_images"), split=True))
+    return steps
+
+
+def validation_images(context: Context) -> Path:
+    """The MRI images that have validation labels, linked into one folder (only these are predicted)."""
+    cases = label_files(Path(context.config.validation_labels))
+    images = image_channel_files(context.mri_images)
+    unknown = sorted(set(cases) - set(images))
+    if unknown:
+        raise FileNotFoundError(f"validation labels {unknown[:5]} have no image in {context.mri_images}")
+    folder = context.out / "inputs" / "validation_images"
+    temporary = folder.with_name(folder.name + ".tmp")
+    remove(temporary)
+    for case in sorted(cases):
+        for image in images[case]:
+            link_or_copy(image, temporary / image.name)
+    remove(folder)
+    os.replace(temporary, folder)
+    return folder
+
+
+def evaluate_step(config: PipelineConfig, row: str, scored_step: str, kind: str = "validation") -> Step:
+    labels_key = "validation_labels" if kind == "validation" else "test_labels"
+
+    def evaluate(context: Context, resume: bool) -> dict:
+        produced = context.manifest_outputs(scored_step)
+        predictions = produced.get(kind) or produced["labels"]
+        output = context.out / "evaluation" / (row if kind == "validation" else f"{row}_test")
+        remove(output)
+        run_logged(["nnUNetv2_uda_evaluate", predictions, getattr(config, labels_key), "-o", output,
+                    "-np", config.num_processes], context.log_file(f"evaluate_{row}_{kind}"))
+        return {"summary": str(output / "summary.json"), "folder": str(output), "predictions": str(predictions)}
+
+    return Step(f"evaluate_{row}" + ("" if kind == "validation" else "_test"),
+                f"score row '{row}' on the {kind} labels", evaluate, {"kind": kind}, depends=(scored_step,),
+                inputs=(labels_key,))
+
+
+def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], dict[str, str]]:
+    """The steps the rows need, in running order, and each row's scored step."""
+    steps: dict[str, Step] = {}
+
+    def add(*new: Step) -> None:
+        for step in new:
+            steps.setdefault(step.name, step)
+
+    scored: dict[str, str] = {}
+    for row in rows:
+        source = {"only_ct": "ct", "cyclegan": "cyclegan"}.get(row, "asit")
+        if source != "ct":
+            if config.source_warm_start:
+                add(plan_step(config), source_steps(config, "ct")[0])
+            add(*translator_steps(config, source))
+        add(plan_step(config), *source_steps(config, source))
+        scored[row] = f"pseudolabel_{source}"
+        if row in ("asit_mdm", "asit_mdm_plf"):
+            add(mdm_step(config))
+            scored[row] = "mdm"
+        if row in ("asit_mdm_plf", "asit_plf"):
+            variant = "asit_mdm" if row == "asit_mdm_plf" else "asit"
+            add(*plf_steps(config, variant))
+            scored[row] = f"predict_{variant}" if f"predict_{variant}" in steps else f"filter_{variant}"
+    ordered = topological(list(steps.values()))
+    if config.validation_labels is not None:
+        for row in rows:
+            if scored[row].startswith("filter_"):
+                continue
+            ordered.append(evaluate_step(config, row, scored[row]))
+    if config.test_labels is not None:
+        for row in rows:
+            if scored[row].startswith("predict_"):
+                ordered.append(evaluate_step(config, row, scored[row], kind="test"))
+    return ordered, scored
+
+
+def topological(steps: list[Step]) -> list[Step]:
+    by_name = {s.name: s for s in steps}
+    ordered: list[Step] = []
+    seen: set[str] = set()
+
+    def visit(step: Step) -> None:
+        if step.name in seen:
+            return
+        seen.add(step.name)
+        for dependency in step.depends:
+            visit(by_name[dependency])
+        ordered.append(step)
+
+    for step in steps:
+        visit(step)
+    return ordered

@@ -1,0 +1,32 @@
+"""bench/ct2mr_real.py's argument handling and config generation (the 90-minute run itself is not run in tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "ct2mr_real.py"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_without_data_it_says_so_and_exits(tmp_path):
+    result = subprocess.run([sys.executable, BENCH, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "not run in CI" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
+def test_dry_run_checks_config_and_leaves_mdm_out(tmp_path, nnunet_env):
+    result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path], env=nnunet_env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MDM is left out" in result.stdout and "rows: only_ct, cyclegan, asit, asit_plf" in result.stdout
+    assert "evaluate_asit_plf" in result.stdout and "mdm:" not in result.stdout
+    config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
+    assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
+    assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran

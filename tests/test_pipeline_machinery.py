@@ -1,0 +1,190 @@
+"""The pipeline's machinery without training: config checking, manifest, dataset assembly, step planning, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nnunetv2_uda.flare_labels import FLARE_LABELS
+from nnunetv2_uda.pipeline.config import ConfigError, check_inputs, config_from_dict, load_config
+from nnunetv2_uda.pipeline.datasets import (
+    check_dataset_id_free,
+    check_label_names,
+    dataset_name,
+    labeled_cases,
+    mri_sequences,
+    nnunet_folders,
+    write_raw_dataset,
+)
+from nnunetv2_uda.pipeline.manifest import Manifest, folder_fingerprint
+from nnunetv2_uda.pipeline.report import table7
+from nnunetv2_uda.pipeline.stages import build_steps, row_plan
+
+
+def minimal(tmp_path: Path, **overrides) -> dict:
+    return {"ct_dataset": str(tmp_path / "ct"), "mri_dataset": str(tmp_path / "mri"),
+            "output_folder": str(tmp_path / "out"), **overrides}
+
+
+def write_dataset(folder: Path, labels: dict, cases: list[str], with_labels: bool = True,
+                  sequences: dict[str, str] | None = None) -> Path:
+    (folder / "imagesTr").mkdir(parents=True)
+    for case in cases:
+        (folder / "imagesTr" / f"{case}_0000.nii.gz").write_bytes(b"image " + case.encode())
+        if with_labels:
+            (folder / "labelsTr").mkdir(exist_ok=True)
+            (folder / "labelsTr" / f"{case}.nii.gz").write_bytes(b"label " + case.encode())
+        if sequences:
+            (folder / "imagesTr" / f"{case}.json").write_text(json.dumps({"sequence": sequences[case]}))
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels, "channel_names": {"0": "CT"},
+                                                     "file_ending": ".nii.gz", "numTraining": len(cases)}))
+    return folder
+
+
+def test_defaults_and_yaml_relative_paths(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({"ct_dataset": "ct", "mri_dataset": "mri", "output_folder": "out",
+                                           "ablation": ["only_ct", "asit"], "source_training": {"epochs": 3}}))
+    config = load_config(config_file)
+    assert config.ct_dataset == tmp_path / "ct" and config.output_folder == tmp_path / "out"
+    assert config.rows == ["only_ct", "asit"]
+    assert config.source_training.epochs == 3 and config.source_training.iterations_per_epoch == 250
+    assert config.configuration == "2d" and config.dataset_id_base == 600 and config.self_training.keep_fraction == 0.5
+
+
+def test_every_problem_is_listed(tmp_path):
+    values = minimal(tmp_path, colour="red", device="tpu", num_gpus="two", ablation=["asit", "magic"],
+                     self_training={"epochs": 1.5, "keep_fraction": 0.5, "threshold": 0.2, "typo": 1},
+                     target_spacing=[1, "a", 2])
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(values, "my.yaml")
+    message = str(error.value)
+    for expected in ("'colour': unknown key", "'num_gpus': expected an integer", "'self_training.epochs'",
+                     "'self_training.typo': unknown key", "'target_spacing[1]'", "my.yaml"):
+        assert expected in message, message
+    assert len(error.value.problems) == 5  # value checks (device) follow once the types are right
+
+
+def test_value_problems_and_required_keys(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"device": "tpu", "ablation": ["asit", "magic"], "self_training": {"threshold": 0.1},
+                          "num_parts": 0})
+    message = str(error.value)
+    for expected in ("'ct_dataset': required", "'output_folder': required", "'device': 'tpu'", "unknown row 'magic'",
+                     "exactly one of 'threshold' and 'keep_fraction'", "'num_parts': must be at least 1"):
+        assert expected in message, message
+
+
+def test_missing_input_folders_are_named(tmp_path):
+    config = config_from_dict(minimal(tmp_path, test_images=str(tmp_path / "nowhere")))
+    with pytest.raises(ConfigError) as error:
+        check_inputs(config)
+    assert str(tmp_path / "ct") in str(error.value) and str(tmp_path / "nowhere") in str(error.value)
+
+
+def test_run_command_rejects_bad_config_before_work(tmp_path):
+    config_file = tmp_path / "bad.json"
+    config_file.write_text(json.dumps(minimal(tmp_path, unknown=1, fold=3)))
+    result = subprocess.run(["nnUNetv2_uda_run", str(config_file)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "'unknown': unknown key" in result.stderr and "'fold': expected a string" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_label_names_must_agree(tmp_path):
+    ct = write_dataset(tmp_path / "ct", FLARE_LABELS, ["a"])
+    mri = write_dataset(tmp_path / "mri", {**FLARE_LABELS, "liver": 3, "spleen": 1}, ["b"], with_labels=False)
+    with pytest.raises(ValueError, match="disagree"):
+        check_label_names(ct, mri)
+    (mri / "dataset.json").write_text(json.dumps({"labels": FLARE_LABELS}))
+    assert check_label_names(ct, mri) == FLARE_LABELS
+
+
+def test_sequences_from_sidecars(tmp_path):
+    mri = write_dataset(tmp_path / "mri", FLARE_LABELS, ["x1", "x2"], with_labels=False,
+                        sequences={"x1": "T1", "x2": "T2"})
+    assert mri_sequences(mri / "imagesTr") == {"x1": "T1", "x2": "T2"}
+    (mri / "imagesTr" / "x2.json").unlink()
+    with pytest.raises(ValueError, match="no sequence tag"):
+        mri_sequences(mri / "imagesTr")
+
+
+def test_nnunet_folders_required(monkeypatch):
+    monkeypatch.delenv("nnUNet_results", raising=False)
+    with pytest.raises(OSError, match="nnUNet_results"):
+        nnunet_folders()
+
+
+def test_dataset_ids_and_conflicts(tmp_path):
+    dataset_id, name = dataset_name(600, "final_asit_mdm")
+    assert (dataset_id, name) == (605, "Dataset605_UDAFinalASITMDM")
+    (tmp_path / "Dataset605_Other").mkdir()
+    with pytest.raises(FileExistsError, match="Dataset605_Other"):
+        check_dataset_id_free(tmp_path, dataset_id, name)
+    check_dataset_id_free(tmp_path, 606, "Dataset606_UDASelfTrainASIT")
+
+
+def test_raw_dataset_assembly(tmp_path):
+    ct = write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1", "c2", "c3"])
+    cases = labeled_cases(ct, limit=2)
+    assert list(cases) == ["c1", "c2"]
+    target = write_raw_dataset(tmp_path / "Dataset700_X", {**cases, "ct_c3": labeled_cases(ct)["c3"]},
+                               FLARE_LABELS, "zscore", {"extra": 1})
+    content = json.loads((target / "dataset.json").read_text())
+    assert content["numTraining"] == 3 and content["channel_names"] == {"0": "zscore"} and content["extra"] == 1
+    assert (target / "imagesTr" / "ct_c3_0000.nii.gz").read_bytes() == b"image c3"
+    assert (target / "labelsTr" / "c1.nii.gz").read_bytes() == b"label c1"
+    assert not (tmp_path / "Dataset700_X.tmp").exists()
+    (ct / "labelsTr" / "c2.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="c2"):
+        labeled_cases(ct)
+
+
+def test_manifest_records_and_fingerprints(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.mark_started("plan", "h1", {"a": 1})
+    assert not Manifest(tmp_path).is_finished("plan", "h1")  # a started step is never taken for finished
+    manifest.mark_finished("plan", {"x": "y"}, 1.234)
+    reread = Manifest(tmp_path)
+    assert reread.is_finished("plan", "h1") and not reread.is_finished("plan", "h2")
+    assert reread.stages["plan"]["wall_time_s"] == 1.23
+    assert reread.changed_settings("plan", {"a": 2, "b": 0}) == ["a", "b"]
+    assert not list(tmp_path.glob(".*tmp*"))
+    folder = write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1"])
+    before = folder_fingerprint(folder)
+    (folder / "labelsTr" / "c1.nii.gz").write_bytes(b"changed label")
+    assert folder_fingerprint(folder) != before
+
+
+def test_rows_share_steps_and_mdm_needs_two_sequences(tmp_path):
+    config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                      ablation=["only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf"]))
+    rows, notes = row_plan(config, {"a": "T1", "b": "T2"})
+    assert rows == config.rows and not notes
+    steps, scored = build_steps(config, rows)
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names))
+    for name in ("translator_asit", "translator_cyclegan", "plan", "train_ct", "pseudolabel_asit", "mdm",
+                 "selftrain_asit_mdm", "filter_asit_mdm", "final_asit_mdm", "predict_asit_mdm",
+                 "evaluate_only_ct", "evaluate_asit_mdm_plf"):
+        assert name in names
+    for step in steps:  # every step comes after the steps it needs
+        assert all(names.index(d) < names.index(step.name) for d in step.depends)
+    assert scored == {"only_ct": "pseudolabel_ct", "cyclegan": "pseudolabel_cyclegan", "asit": "pseudolabel_asit",
+                      "asit_mdm": "mdm", "asit_mdm_plf": "predict_asit_mdm"}
+
+    rows, notes = row_plan(config, {"a": "T2", "b": "T2"})
+    assert rows == ["only_ct", "cyclegan", "asit", "asit_plf"] and len(notes) == 2
+    steps, scored = build_steps(config, rows)
+    assert "mdm" not in [s.name for s in steps] and scored["asit_plf"] == "predict_asit"
+
+
+def test_table7_form():
+    summary = {"liver": {"DSC": {"mean": 0.9}, "NSD": {"mean": 0.8}}, "mean": {"DSC": {"mean": 0.9},
+                                                                               "NSD": {"mean": 0.8}}}
+    table = table7({"only_ct": {"summary": summary}, "asit_plf": {"summary": summary}})
+    assert "| only CT | 90.00 / 80.00 | 90.00 / 80.00 |" in table and "ASIT + PLF" in table
