@@ -18,8 +18,6 @@ import SimpleITK as sitk
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 TINY_DATASET_ID = 900
 TINY_DATASET_NAME = f"Dataset{TINY_DATASET_ID:03d}_TinyCT"
 TINY_SHAPE = (32, 64, 64)  # z, y, x
