@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+
+from nnunetv2_uda.atomic_files import save_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -27,8 +28,4 @@ def plot_metric_boxes(values: Mapping[str, Mapping[str, Sequence[float]]], outpu
         axis.set_ylim(-0.02, 1.02)
         axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    temporary = output_file.with_name(f".{output_file.stem}.tmp{output_file.suffix}")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, output_file)
-    return output_file
+    return save_figure(figure, output_file, dpi=100)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
+
+from nnunetv2_uda.atomic_files import save_figure
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -50,8 +51,4 @@ def write_contact_sheet(rows: list[tuple[str, Scan]], path: Path) -> Path:
         for ax in row:
             ax.set_axis_off()
     fig.tight_layout()
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(temporary, dpi=80)
-    plt.close(fig)
-    os.replace(temporary, path)
-    return path
+    return save_figure(fig, path, dpi=80)

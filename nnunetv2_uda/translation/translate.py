@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.translation.anatomy_space import anatomy_space, normalize
 from nnunetv2_uda.translation.networks import ResnetGenerator
 from nnunetv2_uda.translation.raw_dataset import (
@@ -94,11 +95,7 @@ def write_panel(path: Path, ct: np.ndarray, sobel_ct: np.ndarray, fake_mri: np.n
         axis.set_title(title)
         axis.axis("off")
     figure.tight_layout()
-    temporary = path.with_name(f".tmp_{os.getpid()}_{path.name}")
-    figure.savefig(temporary, format="png", dpi=80)
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    return save_figure(figure, path, dpi=80)
 
 
 def translate_dataset(translator_folder: str | os.PathLike, ct_dataset_folder: str | os.PathLike,

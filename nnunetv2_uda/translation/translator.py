@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
 from nnunetv2_uda.translation.networks import PatchDiscriminator, ResnetGenerator
@@ -198,10 +199,7 @@ def plot_loss_curves(history: list[dict], path: Path) -> None:
         axis.legend()
         axis.set_yscale("log")
     figure.tight_layout()
-    temporary = path.with_name(f".tmp_{os.getpid()}_{path.name}")
-    figure.savefig(temporary, format="png", dpi=80)
-    plt.close(figure)
-    os.replace(temporary, path)
+    save_figure(figure, path, dpi=80)
 
 
 def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: str | os.PathLike,
