@@ -31,22 +31,23 @@ ROWS = ["only_ct", "cyclegan", "asit", "asit_mdm_plf"]
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_plf": "ASIT + PLF",
               "asit_mdm_plf": "ASIT + MDM + PLF", "asit_mdm": "ASIT + MDM"}
 
-# The CPU budget (2 cores, measured stock 2d nnU-Net: ~0.75 s per iteration at 128 x 128, batch 16, 2.5 mm).
-# Iterations: CT 2000 (liver and spleen appear only after ~2000), CycleGAN/ASIT 600 each warm-started from the CT
-# network, self-training 400 and the final network 400 warm-started from the previous stage: 4000 iterations
-# ~ 50 min, plus per-epoch validation (+20 % forward passes), nnU-Net's end-of-training validation on the training
-# cases (fold all), 2 x 1000 translator iterations, translation, planning/preprocessing, prediction and scoring:
-# ~ 84 min estimated in all. docs/pipeline.md has the derivation.
+# The CPU budget (2 cores): 2d at 2.5 mm plans 160 x 160 patches with batch 16, measured at ~2 s per training
+# iteration here with the per-epoch validation included (an epoch of 100 iterations ~ 200 s), with the
+# short-schedule trainer nnUNetTrainerUDAQuick (docs/training.md). Iterations: CT 600, CycleGAN/ASIT 200 each
+# warm-started from the CT network, self-training 300 and the final network 200 warm-started from the previous
+# stage: 15 epochs ~ 50 min, no end-of-training validation, 2 x 1000 translator iterations, translation,
+# planning/preprocessing, prediction and scoring: ~ 65 min estimated in all. docs/pipeline.md has the derivation.
 BUDGET = {
     "configuration": "2d",
+    "trainer": "nnUNetTrainerUDAQuick",
     "target_spacing": [5.0, 2.5, 2.5],
     "batch_size": 16,
     "translator": {"iterations": 1000, "batch_size": 4, "extra_args": ["--slice_size", "128",
                                                                        "--inplane_spacing", "2.5"]},
-    "ct_training": {"epochs": 20, "iterations_per_epoch": 100},
-    "source_training": {"epochs": 6, "iterations_per_epoch": 100},
-    "self_training": {"epochs": 4, "iterations_per_epoch": 100, "num_snapshots": 4, "keep_fraction": 0.5},
-    "final": {"epochs": 4, "iterations_per_epoch": 100, "max_mri_cases": 300, "max_ct_cases": 2, "ct_source": "ct"},
+    "ct_training": {"epochs": 6, "iterations_per_epoch": 100},
+    "source_training": {"epochs": 2, "iterations_per_epoch": 100},
+    "self_training": {"epochs": 3, "iterations_per_epoch": 100, "num_snapshots": 3, "keep_fraction": 0.5},
+    "final": {"epochs": 2, "iterations_per_epoch": 100, "max_mri_cases": 300, "max_ct_cases": 2, "ct_source": "ct"},
     "source_warm_start": True,
     "warm_start": True,
 }

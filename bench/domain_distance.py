@@ -12,6 +12,7 @@ All images are compared as axial slices on a common in-plane grid (the translato
 distance to real MRI. Usage:
 
     python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan]
+    python bench/domain_distance.py --data real --translated asit=FOLDER cyclegan=FOLDER   # measure existing fakes
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
     geometry = (args.inplane_spacing, args.slice_size, args.slices_per_case)
     real_mri = slices_in_both_spaces(mri, "mri", *geometry)
     rows = [("CT vs real MRI", distances(slices_in_both_spaces(ct, "ct", *geometry), real_mri))]
-    for mode in args.modes:
+    for mode, fake in (dict(item.split("=", 1) for item in args.translated) if args.translated else {}).items():
+        rows.append((f"fake MRI ({mode}) vs real MRI", distances(slices_in_both_spaces(Path(fake), "mri", *geometry),
+                                                               real_mri)))
+    for mode in [] if args.translated else args.modes:
         start = time.perf_counter()
         translator = train_translator(ct, mri, work / f"translator_{name}_{mode}", mode=mode,
                                       iterations=args.iterations, checkpoint_every=max(1, args.iterations // 4),
@@ -85,7 +89,8 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
               f"{fake / 'translation_panel.png'}")
         rows.append((f"fake MRI ({mode}) vs real MRI", distances(slices_in_both_spaces(fake, "mri", *geometry),
                                                                real_mri)))
-    print(f"\n[{name}] domain distance to real MRI ({args.iterations} translator iterations)")
+    trained = "translators given" if args.translated else f"{args.iterations} translator iterations"
+    print(f"\n[{name}] domain distance to real MRI ({trained})")
     print(f"{'':34s}{'raw W1':>10s}{'raw SWD':>10s}{'anat W1':>10s}{'anat SWD':>10s}")
     for label, values in rows:
         print(f"{label:34s}" + "".join(f"{v:10.4f}" for v in values))
@@ -115,7 +120,14 @@ def main() -> None:
     parser.add_argument("--phantom_shape", type=int, nargs=3, default=(32, 128, 128))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work_folder", default=None, help="default: a temporary folder")
+    parser.add_argument("--translated", nargs="+", default=None, metavar="MODE=FOLDER",
+                        help="fake-MRI raw datasets made already (e.g. by nnUNetv2_uda_run's translate_<mode> steps) "
+                             "to measure instead of training translators; needs exactly one --data")
     args = parser.parse_args()
+    if args.translated and len(args.data) != 1:
+        parser.error("--translated needs exactly one --data (the pair the fake MRI was made from)")
+    if args.translated and any("=" not in item for item in args.translated):
+        parser.error("--translated takes MODE=FOLDER items, e.g. asit=/path/Dataset603_UDAFakeMRIASIT")
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(args.work_folder or temporary)
         work.mkdir(parents=True, exist_ok=True)

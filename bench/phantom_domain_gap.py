@@ -75,6 +75,9 @@ def main() -> None:
                         help="held-out subjects, imaged as CT and as MRI, T1/T2/DWI in turn (default 6)")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     parser.add_argument("--iters", type=int, default=20, help="iterations per epoch (default 20)")
+    parser.add_argument("--trainer", default="nnUNetTrainerUDAQuick",
+                        help="base trainer, given the budget above (default nnUNetTrainerUDAQuick, the short-schedule "
+                             "settings; nnUNetTrainerUDASmall for the paper's)")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     parser.add_argument("--workdir", type=Path, default=None,
                         help="scratch folder, kept afterwards (default: a temporary folder, deleted)")
@@ -83,7 +86,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="phantom_gap_"))
     env = {**os.environ, "nnUNet_raw": str(workdir / "raw"), "nnUNet_preprocessed": str(workdir / "preprocessed"),
            "nnUNet_results": str(workdir / "results"), "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1"}
-    trainer = budget_trainer_name("nnUNetTrainerUDASmall", args.epochs, args.iters)
+    trainer = budget_trainer_name(args.trainer, args.epochs, args.iters, final_validation=False)
     start = time.time()
     try:
         phantoms = make_phantom_datasets(workdir / "raw", num_ct=args.num_train + args.num_test,

@@ -12,6 +12,8 @@ from nnunetv2_uda.training.small_trainer import nnUNetTrainerUDASmall
 def test_name_round_trip():
     assert budget.budget_trainer_name("nnUNetTrainerUDASmall", 5) == "nnUNetTrainerUDASmall_5epochs"
     assert budget.budget_trainer_name("nnUNetTrainerUDASmall", 5, 20) == "nnUNetTrainerUDASmall_5epochs_20iters"
+    assert budget.budget_trainer_name("nnUNetTrainerUDAQuick", 5, 20, final_validation=False) == \
+        "nnUNetTrainerUDAQuick_5epochs_20iters_noval"
 
 
 def test_nnunet_lookup_returns_a_subclass_of_the_base_trainer():
@@ -51,3 +53,19 @@ def test_other_names_are_not_budgets():
     assert not hasattr(budget, "nnUNetTrainerUDASmall_fast")
     with pytest.raises(ValueError, match="not a budget trainer name"):
         budget.make_budget_trainer("nnUNetTrainerUDASmall")
+
+
+def test_noval_variant_skips_the_final_validation_pass(tiny_plans):
+    import json
+
+    import torch
+
+    plans = {**json.loads(tiny_plans.read_text()), "continue_training": False}
+    dataset_json = json.loads((tiny_plans.parent / "dataset.json").read_text())
+    trainer = recursive_find_trainer_class_by_name("nnUNetTrainerUDAQuick_2epochs_3iters_noval")(
+        plans, "2d", 0, dataset_json, torch.device("cpu"))
+    assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (2, 3)
+    trainer.perform_actual_validation()  # the stock pass would fail here: the trainer is not even initialized
+    assert "final validation skipped" in open(trainer.log_file).read()
+    with_validation = budget.make_budget_trainer("nnUNetTrainerUDAQuick_2epochs_3iters")
+    assert with_validation.perform_actual_validation is not type(trainer).perform_actual_validation

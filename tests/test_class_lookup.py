@@ -12,6 +12,8 @@ import pytest
 
 from nnunetv2_uda import class_lookup
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def _python(code: str) -> subprocess.CompletedProcess:
     """A fresh interpreter, as nnU-Net's commands and workers get: only the .pth can have installed the hook."""
@@ -24,7 +26,23 @@ def test_hook_file_is_installed_and_recorded_for_uninstall():
     recorded = [f for f in dist.files if f.name == "nnunetv2_uda.pth"]
     assert len(recorded) == 1, "pip would not remove the hook on uninstall"
     assert recorded[0].parent == Path(""), "the hook must sit at the site-packages root to be executed"
-    assert "nnunetv2_uda.class_lookup.install()" in Path(dist.locate_file(recorded[0])).read_text()
+    hook = Path(dist.locate_file(recorded[0])).read_text()
+    assert hook == (REPO / "hooks" / "nnunetv2_uda.pth").read_text()
+
+
+def test_hook_is_silent_when_the_package_is_gone(monkeypatch):
+    """An editable install whose source folder was moved must not print a traceback at every Python start."""
+    import importlib.util
+
+    line = (REPO / "hooks" / "nnunetv2_uda.pth").read_text().strip()
+    assert line.startswith("import ") and "\n" not in line  # site.py executes such lines, one each
+    installs = []
+    monkeypatch.setattr(class_lookup, "install", lambda: installs.append(1))
+    exec(line, {})
+    assert installs == [1]
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    exec(line, {})
+    assert installs == [1]
 
 
 def test_fresh_interpreter_finds_our_trainer_and_planner_through_nnunet():

@@ -67,3 +67,14 @@ def test_write_segmentation_leaves_no_partial_file(tmp_path):
     written = sitk.ReadImage(path)
     assert written.GetSpacing() == pytest.approx((1.0, 2.0, 3.0))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(written), seg)
+
+
+@pytest.mark.parametrize("dataset_json", [LABEL_DATASET_JSON, REGION_DATASET_JSON], ids=["softmax", "regions"])
+def test_decision_stays_on_a_non_cpu_device(dataset_json):
+    """Logits on a GPU never go through numpy (which cannot take them); the meta device fails the same way."""
+    label_manager = plans_manager().get_label_manager(dataset_json)
+    logits = torch.empty((label_manager.num_segmentation_heads, 3, 4, 5), device="meta")
+    with pytest.raises((TypeError, RuntimeError, NotImplementedError)):
+        logits.numpy()
+    labels = export.decide_labels(logits, label_manager)
+    assert labels.device.type == "meta" and tuple(labels.shape) == (3, 4, 5)

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS
-from nnunetv2_uda.pseudolabels.filtering import filter_pseudolabels, select_cases
+from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV, filter_pseudolabels, select_cases
 from nnunetv2_uda.pseudolabels.label_io import same_geometry
 from nnunetv2_uda.pseudolabels.snapshots import SnapshotRecord
 from nnunetv2_uda.pseudolabels.uncertainty import snapshot_uncertainty, union_ensemble
@@ -143,3 +143,13 @@ def test_incomplete_snapshots_and_empty_target_are_errors(snapshot_setup, tmp_pa
         filter_pseudolabels(snapshot_folder, tmp_path / "out", images_folder=tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="snapshots.json"):
         filter_pseudolabels(tmp_path / "empty", tmp_path / "out")
+
+
+def test_all_empty_snapshots_say_the_network_learned_nothing(snapshot_setup, tmp_path):
+    snapshot_folder, _ = snapshot_setup
+    empty = np.zeros(SHAPE, dtype=np.uint8)
+    for snapshot in snapshot_folder.glob("epoch_*/mri_*.nii.gz"):
+        sitk.WriteImage(_image(empty), str(snapshot))
+    with pytest.raises(ValueError, match="every snapshot pseudo-label .* is empty.*Train longer"):
+        filter_pseudolabels(snapshot_folder, tmp_path / "out", keep_fraction=1.0)
+    assert (tmp_path / "out" / UNCERTAINTY_CSV).is_file()  # the scores are still there to look at

@@ -31,6 +31,7 @@ def tiny_config(root: Path, final_epochs: int = 1) -> dict:
         "dataset_id_base": 700,
         "device": "cpu",
         "configuration": "2d",
+        "trainer": "nnUNetTrainerUDAQuick",  # what the demo uses; the paper's trainer is tested on its own
         "target_spacing": [15.0, 8.0, 8.0],  # the tiny phantoms' own spacing: 48 x 48 slices
         "num_processes": 1,
         "num_parts": 2,

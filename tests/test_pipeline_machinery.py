@@ -72,10 +72,11 @@ def test_every_problem_is_listed(tmp_path):
 def test_value_problems_and_required_keys(tmp_path):
     with pytest.raises(ConfigError) as error:
         config_from_dict({"device": "tpu", "ablation": ["asit", "magic"], "self_training": {"threshold": 0.1},
-                          "num_parts": 0})
+                          "num_parts": 0, "trainer": "nnUNetTrainer"})
     message = str(error.value)
     for expected in ("'ct_dataset': required", "'output_folder': required", "'device': 'tpu'", "unknown row 'magic'",
-                     "exactly one of 'threshold' and 'keep_fraction'", "'num_parts': must be at least 1"):
+                     "exactly one of 'threshold' and 'keep_fraction'", "'num_parts': must be at least 1",
+                     "'trainer': 'nnUNetTrainer' is not one of nnUNetTrainerUDASmall, nnUNetTrainerUDAQuick"):
         assert expected in message, message
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import traceback
 from collections.abc import Iterator
 from copy import deepcopy
 
@@ -185,6 +186,7 @@ class nnUNetPredictorFast(nnUNetPredictor):
                 results.append(self._predict_case(item["data"], item["data_properties"], ofile, save_probabilities))
             except Exception as error:  # one bad case must not lose the others
                 print(f"Failed {case}: {type(error).__name__}: {error}")
+                traceback.print_exc()
                 self.failed_cases[case] = f"{type(error).__name__}: {error}"
                 empty_cache(self.device)
         compute_gaussian.cache_clear()

@@ -19,6 +19,9 @@ ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf")
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
               "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF"}
 CONFIGURATIONS = ("2d", "3d_fullres")
+# segmentation trainer -> its snapshot (pseudo-labeling) counterpart
+TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
+            "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel"}
 
 
 class ConfigError(ValueError):
@@ -81,6 +84,7 @@ class PipelineConfig:
     dataset_id_base: int = 600
     device: str = "cuda"
     configuration: str = "2d"
+    trainer: str = "nnUNetTrainerUDASmall"
     target_spacing: list[float] | None = None
     batch_size: int | None = None
     fold: str = "all"
@@ -196,6 +200,8 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append("'ablation': at least one row")
     if config.configuration not in CONFIGURATIONS:
         problems.append(f"'configuration': {config.configuration!r} is not one of {', '.join(CONFIGURATIONS)}")
+    if config.trainer not in TRAINERS:
+        problems.append(f"'trainer': {config.trainer!r} is not one of {', '.join(TRAINERS)}")
     if config.target_spacing is not None and len(config.target_spacing) != 3:
         problems.append(f"'target_spacing': expected 3 numbers (z y x, mm), got {config.target_spacing}")
     if config.device not in ("cpu", "cuda", "mps"):

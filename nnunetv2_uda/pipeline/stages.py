@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunetv2_uda.pipeline.commands import run_logged
-from nnunetv2_uda.pipeline.config import PipelineConfig
+from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig
 from nnunetv2_uda.pipeline.datasets import (
     check_dataset_id_free,
     dataset_name,
@@ -35,8 +35,6 @@ from nnunetv2_uda.training.budget import budget_trainer_name
 
 PLANS = "nnUNetPlansUDASmall"
 PLANNER = "nnUNetPlannerUDASmall"
-SEGMENTATION_TRAINER = "nnUNetTrainerUDASmall"
-PSEUDOLABEL_TRAINER = "nnUNetTrainerUDAPseudoLabel"
 ZSCORE_CHANNEL = "zscore"  # nnU-Net's z-score normalization: one intensity treatment for CT, fake MRI and MRI
 PART_POLL_SECONDS = 10.0
 
@@ -224,7 +222,8 @@ def write_labels_dataset_json(context: Context, folder: Path) -> None:
 
 
 def budget(epochs: int, iterations: int, base: str) -> str:
-    return budget_trainer_name(base, epochs, iterations)
+    """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped."""
+    return budget_trainer_name(base, epochs, iterations, final_validation=False)
 
 
 # ------------------------------------------------------------------------------------------------------------ steps
@@ -291,7 +290,7 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     snapshots = source == "asit" and needs_mdm_order(config)
     training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
     trainer = budget(training.epochs, training.iterations_per_epoch,
-                     PSEUDOLABEL_TRAINER if snapshots else SEGMENTATION_TRAINER)
+                     TRAINERS[config.trainer] if snapshots else config.trainer)
     from_ct = source != "ct" and config.source_warm_start
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
     role = "source_ct" if source == "ct" else f"fake_{source}"
@@ -374,8 +373,8 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     """Self-training with K snapshots, uncertainty filtering, the final network and its predictions."""
     labels_step = "mdm" if variant == "asit_mdm" else "pseudolabel_asit"
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
-                               PSEUDOLABEL_TRAINER)
-    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, SEGMENTATION_TRAINER)
+                               TRAINERS[config.trainer])
+    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
 
     def selftrain(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset(f"selftrain_{variant}")
@@ -438,9 +437,10 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
         return outputs
 
     selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
-                          "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus}
+                          "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus,
+                          "trainer": selftrain_trainer}
     final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
-                      "fold": config.fold, "num_gpus": config.num_gpus}
+                      "fold": config.fold, "num_gpus": config.num_gpus, "trainer": final_trainer}
     final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = [

@@ -168,6 +168,11 @@ def filter_pseudolabels(snapshot_folder: Path | str, output_dataset_folder: Path
     output.mkdir(parents=True, exist_ok=True)
     write_uncertainty_csv(uncertainty, kept, output / UNCERTAINTY_CSV)
     plot_uncertainty_histogram(uncertainty, cut, kept, output / HISTOGRAM_PNG)
+    if not kept and not any(math.isfinite(u) for u in uncertainty.values()):
+        raise ValueError(f"every snapshot pseudo-label in {snapshot_folder} is empty: the network segmented no organ "
+                         f"in any of the {len(uncertainty)} target cases within its training budget. Train longer "
+                         f"(more epochs or iterations), or use a trainer meant for short schedules "
+                         f"(nnUNetTrainerUDAQuick); see {output / UNCERTAINTY_CSV}")
     if not kept:
         raise ValueError(f"no case passed the filter (cut u = {cut}); see {output / UNCERTAINTY_CSV}")
 

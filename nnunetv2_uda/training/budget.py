@@ -5,11 +5,16 @@ pipeline need arbitrary budgets, so this module answers any name of the form
 
     <TrainerName>_<E>epochs              e.g. nnUNetTrainerUDASmall_50epochs
     <TrainerName>_<E>epochs_<I>iters     e.g. nnUNetTrainerUDASmall_2epochs_5iters
+    <TrainerName>_<E>epochs[_<I>iters]_noval
 
 with a subclass of <TrainerName> (found the way nnU-Net finds trainers) that trains E epochs of I iterations
-(validation: max(1, I // 5) iterations per epoch). nnU-Net's lookup asks ``hasattr(module, name)``, which reaches
-the module-level ``__getattr__`` below (PEP 562), so ``nnUNetv2_train``/``nnUNetv2_predict -tr`` accept these names
-as they are. The name is the model folder's name, so every budget gets its own results folder.
+(validation: max(1, I // 5) iterations per epoch). ``_noval`` skips nnU-Net's final validation pass (predicting
+every validation case at the end of training), which costs a short CPU schedule as much as several epochs and is
+wasted where the model is used for prediction right away, as in our pipeline.
+
+nnU-Net's lookup asks ``hasattr(module, name)``, which reaches the module-level ``__getattr__`` below (PEP 562), so
+``nnUNetv2_train``/``nnUNetv2_predict -tr`` accept these names as they are. The name is the model folder's name,
+so every budget gets its own results folder.
 """
 
 from __future__ import annotations
@@ -18,15 +23,19 @@ import re
 
 import torch
 
-BUDGET_NAME = re.compile(r"^(?P<base>nnUNetTrainer\w*?)_(?P<epochs>\d+)epochs(?:_(?P<iters>\d+)iters)?$")
+BUDGET_NAME = re.compile(
+    r"^(?P<base>nnUNetTrainer\w*?)_(?P<epochs>\d+)epochs(?:_(?P<iters>\d+)iters)?(?P<noval>_noval)?$")
 
 _created: dict[str, type] = {}
 
 
-def budget_trainer_name(base: str, epochs: int, iterations_per_epoch: int | None = None) -> str:
+def budget_trainer_name(base: str, epochs: int, iterations_per_epoch: int | None = None,
+                        final_validation: bool = True) -> str:
     """The class name that :func:`__getattr__` turns into a budget variant of ``base``."""
     name = f"{base}_{epochs}epochs"
-    return name if iterations_per_epoch is None else f"{name}_{iterations_per_epoch}iters"
+    if iterations_per_epoch is not None:
+        name += f"_{iterations_per_epoch}iters"
+    return name if final_validation else name + "_noval"
 
 
 def make_budget_trainer(name: str) -> type:
@@ -51,12 +60,19 @@ def make_budget_trainer(name: str) -> type:
             self.num_iterations_per_epoch = iterations
             self.num_val_iterations_per_epoch = max(1, iterations // 5)
 
-    budget_class = type(name, (base,), {
+    def skip_final_validation(self, save_probabilities: bool = False) -> None:
+        self.print_to_log_file("final validation skipped (_noval budget variant)")
+
+    attributes = {
         "__init__": __init__,
         "__module__": __name__,
         "__doc__": f"{match['base']} trained for {epochs} epochs"
-                   + (f" of {iterations} iterations." if iterations else "."),
-    })
+                   + (f" of {iterations} iterations" if iterations else "")
+                   + (", without the final validation pass." if match["noval"] else "."),
+    }
+    if match["noval"]:
+        attributes["perform_actual_validation"] = skip_final_validation
+    budget_class = type(name, (base,), attributes)
     _created[name] = budget_class
     return budget_class
 

@@ -1,0 +1,43 @@
+"""nnUNetTrainerUDAQuick: the small network with settings that learn within a short CPU schedule."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+
+from nnunetv2_uda.training.quick_trainer import (
+    QUICK_INITIAL_LR,
+    nnUNetTrainerUDAQuick,
+    nnUNetTrainerUDAQuickPseudoLabel,
+)
+
+
+def _inputs(tiny_plans) -> tuple[dict, dict]:
+    plans = {**json.loads(tiny_plans.read_text()), "continue_training": False}  # nnUNetv2_train adds this key
+    return plans, json.loads((tiny_plans.parent / "dataset.json").read_text())
+
+
+def test_adam_with_poly_decay_and_every_patch_on_an_organ(tiny_plans):
+    plans, dataset_json = _inputs(tiny_plans)
+    trainer = nnUNetTrainerUDAQuick(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    assert type(trainer.optimizer) is torch.optim.Adam
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(QUICK_INITIAL_LR)
+    assert isinstance(trainer.lr_scheduler, PolyLRScheduler)
+    assert trainer.oversample_foreground_percent == 1.0
+    assert trainer.enable_deep_supervision
+    _, _, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes == (0, 1) and trainer.inference_allowed_mirroring_axes is None
+
+
+def test_pseudolabel_variant_keeps_both_behaviours(tiny_plans, tmp_path):
+    plans, dataset_json = _inputs(tiny_plans)
+    with pytest.raises(ValueError, match="uda_pseudolabel"):
+        nnUNetTrainerUDAQuickPseudoLabel(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    dataset_json["uda_pseudolabel"] = {"target_images": str(tmp_path), "num_snapshots": 2}
+    trainer = nnUNetTrainerUDAQuickPseudoLabel(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    assert trainer.initial_lr == QUICK_INITIAL_LR and trainer.oversample_foreground_percent == 1.0
+    assert trainer.target_images == tmp_path
