@@ -64,6 +64,7 @@ def bench_config(data: Path, output: Path, device: str) -> dict:
         "device": device,
         "num_processes": 2,
         "mri_default_sequence": "T2",
+        "sequence_order": ["T2"],  # one sequence: nothing for MDM to rank (the ASIT network takes no snapshots)
         "ablation": ROWS,
         **BUDGET,
     }

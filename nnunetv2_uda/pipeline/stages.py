@@ -438,9 +438,9 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
 
     selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
                           "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus,
-                          "trainer": selftrain_trainer}
+                          "trainer": TRAINERS[config.trainer]}
     final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
-                      "fold": config.fold, "num_gpus": config.num_gpus, "trainer": final_trainer}
+                      "fold": config.fold, "num_gpus": config.num_gpus, "trainer": config.trainer}
     final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = [
