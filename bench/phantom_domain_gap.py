@@ -2,8 +2,7 @@
 CT and on phantom MRI of the same held-out subjects (so only the appearance differs). Prints Dice per organ for both.
 
 Runs the real commands (nnUNetv2_plan_and_preprocess / nnUNetv2_train / nnUNetv2_predict) on CPU in a scratch
-folder. Not run in CI; the defaults take roughly 20-30 minutes on two idle cores (about 4 min per epoch on a
-heavily shared machine).
+folder. Not run in CI; the defaults take about 8 minutes on two idle cores (docs/phantoms.md has a run's table).
 
     python3 bench/phantom_domain_gap.py [--shape 32 96 96] [--num_train 12] [--num_test 6] [--epochs 20] [--iters 20]
 """
