@@ -74,7 +74,7 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
     geometry = (args.inplane_spacing, args.slice_size, args.slices_per_case)
     real_mri = slices_in_both_spaces(mri, "mri", *geometry)
     rows = [("CT vs real MRI", distances(slices_in_both_spaces(ct, "ct", *geometry), real_mri))]
-    for mode, fake in (dict(item.split("=", 1) for item in args.translated) if args.translated else {}).items():
+    for mode, fake in args.translated.items():
         rows.append((f"fake MRI ({mode}) vs real MRI", distances(slices_in_both_spaces(Path(fake), "mri", *geometry),
                                                                real_mri)))
     for mode in [] if args.translated else args.modes:
@@ -128,6 +128,7 @@ def main() -> None:
         parser.error("--translated needs exactly one --data (the pair the fake MRI was made from)")
     if args.translated and any("=" not in item for item in args.translated):
         parser.error("--translated takes MODE=FOLDER items, e.g. asit=/path/Dataset603_UDAFakeMRIASIT")
+    args.translated = dict(item.split("=", 1) for item in args.translated or [])
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(args.work_folder or temporary)
         work.mkdir(parents=True, exist_ok=True)

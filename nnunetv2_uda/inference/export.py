@@ -37,13 +37,11 @@ def decide_labels(logits: torch.Tensor | np.ndarray, label_manager: LabelManager
     torch_dtype, _ = label_dtypes(label_manager)
     labels = torch.empty(logits.shape[1:], dtype=torch_dtype, device=logits.device)
     slab = max(1, DECISION_SLAB_VOXELS // max(1, int(np.prod(logits.shape[2:]))))
-    # nnU-Net's softmax branch goes through numpy (fast on the CPU, impossible for tensors on a GPU)
-    decide = label_manager.convert_logits_to_segmentation
-    if not label_manager.has_regions and logits.device.type != "cpu":
-        def decide(chunk: torch.Tensor) -> torch.Tensor:
-            return chunk.argmax(0)
     for start in range(0, logits.shape[1], slab):
-        labels[start:start + slab] = decide(logits[:, start:start + slab])
+        chunk = logits[:, start:start + slab]
+        # nnU-Net's softmax branch goes through numpy, which cannot read GPU tensors: argmax in torch on every device
+        labels[start:start + slab] = (label_manager.convert_logits_to_segmentation(chunk) if label_manager.has_regions
+                                      else chunk.argmax(0))
     return labels
 
 
