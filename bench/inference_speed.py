@@ -354,10 +354,11 @@ def main() -> None:
     figures: dict = {"device": args.device, "step_size": args.step_size, "model": str(args.model_folder),
                      "label_resampling": args.label_resampling,
                      "timed_image": timed_image}
-    fast_only = ["--label_resampling", args.label_resampling]
-    for label, command in (("stock", "nnUNetv2_predict"), ("fast", "nnUNetv2_predict_fast")):
-        measured = run_measured([command, "-i", str(inputs), "-o", str(workdir / f"out_{label}"), *common,
-                                 "-npp", "1", "-nps", "1", *(fast_only if label == "fast" else [])], env,
+    commands = {"stock": ["nnUNetv2_predict", *common, "-npp", "1", "-nps", "1"],
+                "fast": ["nnUNetv2_predict_fast", *common, "-npp", "1", "-nps", "1",
+                         "--label_resampling", args.label_resampling]}
+    for label, command in commands.items():
+        measured = run_measured([*command, "-i", str(inputs), "-o", str(workdir / f"out_{label}")], env,
                                 f"{label} end-to-end")
         figures[f"{label}_end_to_end"] = {k: v for k, v in measured.items() if k != "output"}
     phase_args = ["--model-folder", str(args.model_folder), "--device", args.device, "--workdir", str(workdir),
@@ -368,9 +369,8 @@ def main() -> None:
     figures["agreement_timed_image"] = compare_outputs(workdir / "out_stock", workdir / "out_fast")
 
     if args.images is not None:
-        for label, command in (("stock", "nnUNetv2_predict"), ("fast", "nnUNetv2_predict_fast")):
-            measured = run_measured([command, "-i", str(source), "-o", str(workdir / f"all_{label}"), *common,
-                                     "-npp", "1", "-nps", "1", *(fast_only if label == "fast" else [])], env,
+        for label, command in commands.items():
+            measured = run_measured([*command, "-i", str(source), "-o", str(workdir / f"all_{label}")], env,
                                     f"{label} on {source}")
             figures[f"{label}_all_images_s"] = measured["wall_s"]
         figures["agreement"] = compare_outputs(workdir / "all_stock", workdir / "all_fast")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,8 +23,9 @@ from nnunetv2_uda.pipeline.datasets import (
     nnunet_folders,
     write_raw_dataset,
 )
-from nnunetv2_uda.pipeline.manifest import Manifest, folder_fingerprint
+from nnunetv2_uda.pipeline.manifest import FINGERPRINT_BLOCK_BYTES, Manifest, file_fingerprint, folder_fingerprint
 from nnunetv2_uda.pipeline.report import table7
+from nnunetv2_uda.pipeline.runner import rerun_reason
 from nnunetv2_uda.pipeline.stages import build_steps, row_plan
 
 
@@ -157,8 +161,29 @@ def test_manifest_records_and_fingerprints(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
     folder = write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1"])
     before = folder_fingerprint(folder)
+    copy = Path(shutil.copytree(folder, tmp_path / "moved" / "ct"))
+    for path in copy.rglob("*"):
+        os.utime(path, (1, 1))
+    assert folder_fingerprint(copy) == before  # a copied or re-mounted dataset is the same input
     (folder / "labelsTr" / "c1.nii.gz").write_bytes(b"changed label")
     assert folder_fingerprint(folder) != before
+    manifest.mark_started("train", "h3", {}, {"ct_dataset": before, "mri_dataset": "m"})
+    assert manifest.changed_inputs("train", {"ct_dataset": folder_fingerprint(folder), "mri_dataset": "m"}) == [
+        "ct_dataset"]
+
+
+def test_file_fingerprint_sees_an_edit_at_either_end(tmp_path):
+    path = tmp_path / "volume.nii"
+    payload = bytearray(os.urandom(3 * FINGERPRINT_BLOCK_BYTES))
+    path.write_bytes(payload)
+    before = file_fingerprint(path)
+    for position in (0, len(payload) - 1):
+        edited = bytearray(payload)
+        edited[position] ^= 0xFF
+        path.write_bytes(edited)
+        assert file_fingerprint(path) != before
+    path.write_bytes(payload)
+    assert file_fingerprint(path) == before
 
 
 def test_rows_share_steps_and_mdm_needs_two_sequences(tmp_path):
@@ -189,3 +214,17 @@ def test_table7_form():
                                                                                "NSD": {"mean": 0.8}}}
     table = table7({"only_ct": {"summary": summary}, "asit_plf": {"summary": summary}})
     assert "| only CT | 90.00 / 80.00 | 90.00 / 80.00 |" in table and "ASIT + PLF" in table
+
+
+def test_rerun_reason_names_the_changed_input_folder(tmp_path):
+    manifest = Manifest(tmp_path)
+    manifest.mark_started("train_ct", "h1", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"})
+    context, step = SimpleNamespace(manifest=manifest), SimpleNamespace(name="train_ct")
+    assert rerun_reason(step, context, "h1", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
+        "resuming")
+    assert rerun_reason(step, context, "h2", {"epochs": 2}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
+        "settings changed (epochs)")
+    assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "x", "mri_dataset": "b"}).startswith(
+        "the content of ct_dataset changed")
+    assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
+        "its inputs or an earlier step changed")

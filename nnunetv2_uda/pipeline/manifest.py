@@ -28,24 +28,41 @@ def hash_json(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def folder_fingerprint(folder: Path) -> str:
-    """A cheap identity of a user input folder: names, sizes and modification times of every file in it.
+FINGERPRINT_BLOCK_BYTES = 1 << 16
 
-    Content hashes of thousands of volumes would take minutes per run; any edit changes size or mtime.
+
+def file_fingerprint(path: Path) -> str:
+    """Size plus a digest of the file's first and last 64 KiB: a content identity that survives copies.
+
+    Modification times change whenever data is copied or re-mounted, which would rerun a whole pipeline for nothing.
+    The tail of a gzip file (.nii.gz) holds the CRC-32 of its whole content, so any edit to a compressed volume is
+    seen; an uncompressed file edited only in its middle, keeping its size, is not.
+    """
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read(FINGERPRINT_BLOCK_BYTES))
+        if size > FINGERPRINT_BLOCK_BYTES:
+            handle.seek(max(FINGERPRINT_BLOCK_BYTES, size - FINGERPRINT_BLOCK_BYTES))
+            digest.update(handle.read())
+    return f"{size}:{digest.hexdigest()[:16]}"
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A cheap content identity of a user input folder: every file's relative name and ``file_fingerprint``.
+
+    Where the folder lies is left out, so moving or copying the data does not rerun anything.
     """
     folder = Path(folder)
-    entries = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            stat = path.stat()
-            entries.append((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
-    return hash_json([str(folder.resolve()), entries])
+    entries = [(str(path.relative_to(folder)), file_fingerprint(path))
+               for path in sorted(folder.rglob("*")) if path.is_file()]
+    return hash_json(entries)
 
 
 class Manifest:
     """``<output_folder>/manifest.json``: one record per stage.
 
-    record = {"input_hash", "settings", "outputs", "wall_time_s", "started_at", "finished_at", "finished"}
+    record = {"input_hash", "settings", "inputs", "outputs", "wall_time_s", "started_at", "finished_at", "finished"}
     """
 
     def __init__(self, folder: Path):
@@ -65,8 +82,9 @@ class Manifest:
         record = self.stages.get(stage)
         return bool(record and record.get("finished") and record.get("input_hash") == input_hash)
 
-    def mark_started(self, stage: str, input_hash: str, settings: dict) -> None:
-        self.stages[stage] = {"input_hash": input_hash, "settings": settings, "finished": False,
+    def mark_started(self, stage: str, input_hash: str, settings: dict, inputs: dict | None = None) -> None:
+        self.stages[stage] = {"input_hash": input_hash, "settings": settings, "inputs": inputs or {},
+                              "finished": False,
                               "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.save()
 
@@ -81,3 +99,8 @@ class Manifest:
         """Keys whose values differ from the stage's last recorded run (empty if only upstream changed)."""
         old = self.stages.get(stage, {}).get("settings", {})
         return sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+
+    def changed_inputs(self, stage: str, inputs: dict) -> list[str]:
+        """Input folders (config keys) whose content fingerprint differs from the stage's last recorded run."""
+        old = self.stages.get(stage, {}).get("inputs", {})
+        return sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))

@@ -33,8 +33,8 @@ def say(message: str) -> None:
     print(f"[nnUNetv2_uda_run] {message}", flush=True)
 
 
-def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
-    settings = json.loads(json.dumps(step.settings, default=str))
+def step_inputs(step: Step, context: Context, fingerprints: dict[str, str]) -> dict[str, str]:
+    """Content fingerprints of the user folders the step reads, by config key (each folder read once per run)."""
     inputs = {}
     for key in step.inputs:
         folder = getattr(context.config, key)
@@ -42,11 +42,17 @@ def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tup
             if key not in fingerprints:
                 fingerprints[key] = folder_fingerprint(Path(folder))
             inputs[key] = fingerprints[key]
+    return inputs
+
+
+def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
+    settings = json.loads(json.dumps(step.settings, default=str))
+    inputs = step_inputs(step, context, fingerprints)
     upstream = {name: context.manifest.stages[name]["input_hash"] for name in step.depends}
     return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings
 
 
-def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict) -> str:
+def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, inputs: dict) -> str:
     record = context.manifest.stages.get(step.name)
     if record is None:
         return "running"
@@ -55,6 +61,9 @@ def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict) 
     changed = context.manifest.changed_settings(step.name, settings)
     if changed:
         return f"settings changed ({', '.join(changed)}): rerunning it and the steps after it"
+    changed = context.manifest.changed_inputs(step.name, inputs) if "inputs" in record else []
+    if changed:
+        return f"the content of {', '.join(changed)} changed: rerunning it and the steps after it"
     return "its inputs or an earlier step changed: rerunning"
 
 
@@ -106,9 +115,10 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
                 step.action(context, True)
                 result.statuses[step.name] = "part"
             continue
-        say(f"{prefix}: {rerun_reason(step, context, input_hash, settings)}: {step.description}")
+        inputs = step_inputs(step, context, fingerprints)
+        say(f"{prefix}: {rerun_reason(step, context, input_hash, settings, inputs)}: {step.description}")
         resume = context.manifest.stages.get(step.name, {}).get("input_hash") == input_hash
-        context.manifest.mark_started(step.name, input_hash, settings)
+        context.manifest.mark_started(step.name, input_hash, settings, inputs)
         begin = time.time()
         outputs = step.action(context, resume)
         context.manifest.mark_finished(step.name, outputs, time.time() - begin)
