@@ -112,6 +112,24 @@ def test_in_process_api_for_other_modules(tiny_trained_model, test_images):
                                   from_files[0])
 
 
+def test_nnunet_input_resampling_preprocesses_exactly_like_stock(tiny_trained_model, test_images):
+    from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
+
+    files = [str(test_images / "case_b_0000.nii.gz")]  # other spacing: the input is resampled
+    preprocessed = {}
+    for mode in ("torch", "nnunet"):
+        predictor = nnUNetPredictorFast(device=torch.device("cpu"), allow_tqdm=False, input_resampling=mode)
+        predictor.initialize_from_trained_model_folder(str(tiny_trained_model.model_folder), ("all",))
+        preprocessed[mode] = next(predictor._preprocess_cases([files], None, None))["data"].numpy()
+    manager = predictor.configuration_manager
+    stock, _, _ = manager.preprocessor_class(verbose=False).run_case(files, None, predictor.plans_manager, manager,
+                                                                       predictor.dataset_json)
+    np.testing.assert_array_equal(preprocessed["nnunet"], stock)
+    assert preprocessed["torch"].shape == stock.shape and not np.array_equal(preprocessed["torch"], stock)
+    with pytest.raises(ValueError, match="input_resampling"):
+        nnUNetPredictorFast(device=torch.device("cpu"), input_resampling="cubic")
+
+
 def test_command_accepts_every_nnUNetv2_predict_flag(monkeypatch, capsys):
     from nnunetv2.inference.predict_from_raw_data import predict_entry_point
 
@@ -123,3 +141,4 @@ def test_command_accepts_every_nnUNetv2_predict_flag(monkeypatch, capsys):
     assert stock_flags and stock_flags <= ours, stock_flags - ours
     defaults = build_parser().parse_args(["-i", "a", "-o", "b", "-d", "1", "-c", "2d"])
     assert not defaults.enable_tta and defaults.step_size == 0.5 and defaults.label_resampling == "nearest"
+    assert defaults.input_resampling == "torch"

@@ -13,6 +13,7 @@ import sys
 import torch
 
 from nnunetv2_uda.inference.label_resampling import LABEL_RESAMPLING_MODES
+from nnunetv2_uda.inference.predictor import INPUT_RESAMPLING_MODES
 
 
 def _env_int(name: str, default: int) -> int:
@@ -53,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label_resampling", choices=LABEL_RESAMPLING_MODES, default="nearest",
                         help="How the label map is brought to the original geometry: 'nearest', or 'linear' "
                              "(per-label linear interpolation of the one-hot map, then argmax). Default: nearest")
+    parser.add_argument("--input_resampling", choices=INPUT_RESAMPLING_MODES, default="torch",
+                        help="How the input image reaches the network's spacing: 'torch' (nnU-Net's torch "
+                             "resampling on the compute device) or 'nnunet' (the plans' own function, as "
+                             "nnUNetv2_predict: scipy's cubic spline on the CPU; slower, closest to stock "
+                             "predictions). Default: torch")
     parser.add_argument("--verbose", action="store_true", help="Print more about what happens.")
     parser.add_argument("--save_probabilities", action="store_true",
                         help="Also export probabilities (.npz/.pkl). Probabilities are resampled as by stock "
@@ -104,7 +110,8 @@ def predict_fast_entry(argv: list[str] | None = None) -> None:
                                     perform_everything_on_device=not args.not_on_device,
                                     device=_device(args.device), verbose=args.verbose,
                                     verbose_preprocessing=args.verbose, allow_tqdm=not args.disable_progress_bar,
-                                    label_resampling=args.label_resampling)
+                                    label_resampling=args.label_resampling,
+                                    input_resampling=args.input_resampling)
     folds = [f if f == "all" else int(f) for f in args.f]
     predictor.initialize_from_trained_model_folder(get_output_folder(args.d, args.tr, args.p, args.c), folds,
                                                    checkpoint_name=args.chk)

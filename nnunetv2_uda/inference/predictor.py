@@ -5,7 +5,8 @@ Only small methods of ``nnUNetPredictor`` are overridden; file handling (``predi
 What changes:
 
 * preprocessing runs in a background thread of this process (no spawned workers to start) and resamples the input
-  with torch on the compute device instead of scipy;
+  with torch on the compute device instead of scipy (``input_resampling="nnunet"`` keeps the plans' function, for
+  the closest agreement with stock predictions);
 * logits stay on the device; the class decision is made there at network resolution, and only the uint8 label map
   is resampled to the original geometry (:mod:`nnunetv2_uda.inference.export`);
 * no test-time mirroring by default;
@@ -40,6 +41,7 @@ from nnunetv2_uda.inference.input_checks import check_case_files
 from nnunetv2_uda.inference.label_resampling import LABEL_RESAMPLING_MODES
 
 TORCH_INPUT_RESAMPLING = "resample_torch_fornnunet"  # nnU-Net's own torch resampling function
+INPUT_RESAMPLING_MODES = ("torch", "nnunet")
 DEFAULT_DEVICE = torch.device("cuda")
 
 
@@ -75,22 +77,29 @@ def _in_background(items: Iterator[dict], prefetch: int = 1) -> Iterator[dict]:
 
 
 class nnUNetPredictorFast(nnUNetPredictor):
-    """Drop-in replacement for ``nnUNetPredictor`` (same constructor, plus ``label_resampling``; TTA off by
-    default). Initialize with ``initialize_from_trained_model_folder`` or ``manual_initialization`` as usual."""
+    """Drop-in replacement for ``nnUNetPredictor`` (same constructor, plus ``label_resampling`` and
+    ``input_resampling``; TTA off by default). Initialize with ``initialize_from_trained_model_folder`` or
+    ``manual_initialization`` as usual."""
 
     def __init__(self, tile_step_size: float = 0.5, use_gaussian: bool = True, use_mirroring: bool = False,
                  perform_everything_on_device: bool = True, device: torch.device = DEFAULT_DEVICE,
                  verbose: bool = False, verbose_preprocessing: bool = False, allow_tqdm: bool = True,
-                 label_resampling: str = "nearest"):
+                 label_resampling: str = "nearest", input_resampling: str = "torch"):
         if label_resampling not in LABEL_RESAMPLING_MODES:
             raise ValueError(f"label_resampling must be one of {LABEL_RESAMPLING_MODES}, got '{label_resampling}'")
+        if input_resampling not in INPUT_RESAMPLING_MODES:
+            raise ValueError(f"input_resampling must be one of {INPUT_RESAMPLING_MODES}, got '{input_resampling}'")
         super().__init__(tile_step_size, use_gaussian, use_mirroring, perform_everything_on_device, device, verbose,
                          verbose_preprocessing, allow_tqdm)
         self.label_resampling = label_resampling
+        self.input_resampling = input_resampling
         self.failed_cases: dict[str, str] = {}
 
     def preprocessing_configuration(self) -> ConfigurationManager:
-        """The model's configuration with the input resampled by nnU-Net's torch function on the compute device."""
+        """The model's configuration with the input resampled by nnU-Net's torch function on the compute device
+        (``input_resampling="torch"``), or unchanged (``"nnunet"``: the plans' function, scipy on the CPU)."""
+        if self.input_resampling == "nnunet":
+            return self.configuration_manager
         configuration = deepcopy(self.configuration_manager.configuration)
         configuration["resampling_fn_data"] = TORCH_INPUT_RESAMPLING
         configuration["resampling_fn_data_kwargs"] = {
