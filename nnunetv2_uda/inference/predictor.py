@@ -25,6 +25,7 @@ from copy import deepcopy
 
 import numpy as np
 import torch
+from batchgenerators.utilities.file_and_folder_operations import subfiles
 from nnunetv2.inference.export_prediction import (
     convert_predicted_logits_to_segmentation_with_correct_shape,
     export_prediction_from_logits,
@@ -34,6 +35,7 @@ from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 from nnunetv2.utilities.helpers import empty_cache
 from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
+from nnunetv2.utilities.utils import create_paths_fn, get_identifiers_from_splitted_dataset_folder
 from torch._dynamo import OptimizedModule
 
 from nnunetv2_uda.inference.export import segmentation_from_logits_fast, write_segmentation
@@ -126,6 +128,16 @@ class nnUNetPredictorFast(nnUNetPredictor):
                 yield {"data": data, "data_properties": properties, "ofile": ofile, "case": case}
             except Exception as error:  # reported by name at the end; the other cases go on
                 yield {"error": f"{type(error).__name__}: {error}", "ofile": ofile, "case": case}
+
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, *args, **kwargs):
+        """nnU-Net's, but a source folder is listed in this process: nnU-Net forks a pool of 12 copies of the
+        (torch-sized) process just to group the file names by case."""
+        if isinstance(list_of_lists_or_source_folder, str):
+            folder, ending = list_of_lists_or_source_folder, self.dataset_json["file_ending"]
+            files = subfiles(folder, suffix=ending, join=False, sort=True)
+            list_of_lists_or_source_folder = [create_paths_fn(folder, files, ending, case) for case in
+                                              get_identifiers_from_splitted_dataset_folder(folder, ending)]
+        return super()._manage_input_and_output_lists(list_of_lists_or_source_folder, *args, **kwargs)
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
                                                             output_filenames_truncated, num_processes):
