@@ -97,10 +97,12 @@ class Manifest:
 
     def changed_settings(self, stage: str, settings: dict) -> list[str]:
         """Keys whose values differ from the stage's last recorded run (empty if only upstream changed)."""
-        old = self.stages.get(stage, {}).get("settings", {})
-        return sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        return self._changed_keys(stage, "settings", settings)
 
     def changed_inputs(self, stage: str, inputs: dict) -> list[str]:
         """Input folders (config keys) whose content fingerprint differs from the stage's last recorded run."""
-        old = self.stages.get(stage, {}).get("inputs", {})
-        return sorted(k for k in set(old) | set(inputs) if old.get(k) != inputs.get(k))
+        return self._changed_keys(stage, "inputs", inputs)
+
+    def _changed_keys(self, stage: str, field: str, values: dict) -> list[str]:
+        old = self.stages.get(stage, {}).get(field, {})
+        return sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))

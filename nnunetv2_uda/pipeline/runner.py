@@ -45,11 +45,12 @@ def step_inputs(step: Step, context: Context, fingerprints: dict[str, str]) -> d
     return inputs
 
 
-def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
+def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict, dict]:
+    """The step's input hash, with the settings and input fingerprints it covers (recorded in the manifest)."""
     settings = json.loads(json.dumps(step.settings, default=str))
     inputs = step_inputs(step, context, fingerprints)
     upstream = {name: context.manifest.stages[name]["input_hash"] for name in step.depends}
-    return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings
+    return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings, inputs
 
 
 def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, inputs: dict) -> str:
@@ -101,7 +102,7 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
     for index, step in enumerate(steps, 1):
         if worker and index - 1 > last_split:
             break
-        input_hash, settings = step_hash(step, context, fingerprints) if not worker else wait_for_upstream(
+        input_hash, settings, inputs = step_hash(step, context, fingerprints) if not worker else wait_for_upstream(
             step, context, fingerprints)
         prefix = f"[{index}/{len(steps)}] {step.name}"
         if context.manifest.is_finished(step.name, input_hash):
@@ -115,7 +116,6 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
                 step.action(context, True)
                 result.statuses[step.name] = "part"
             continue
-        inputs = step_inputs(step, context, fingerprints)
         say(f"{prefix}: {rerun_reason(step, context, input_hash, settings, inputs)}: {step.description}")
         resume = context.manifest.stages.get(step.name, {}).get("input_hash") == input_hash
         context.manifest.mark_started(step.name, input_hash, settings, inputs)
@@ -138,16 +138,16 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
     return result
 
 
-def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict]:
+def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict, dict]:
     """A worker waits until the owner has finished every step this one depends on (or this one, if not split)."""
     waited = 0.0
     while True:
         context.manifest.reload()
         records = context.manifest.stages
         if all(records.get(d, {}).get("finished") for d in step.depends):
-            input_hash, settings = step_hash(step, context, fingerprints)
+            input_hash, settings, inputs = step_hash(step, context, fingerprints)
             if step.split or context.manifest.is_finished(step.name, input_hash):
-                return input_hash, settings
+                return input_hash, settings, inputs
         if waited % 60 == 0:
             say(f"worker: waiting for step '{step.name}' to be finished by the main run")
         time.sleep(WORKER_POLL_SECONDS)
