@@ -296,7 +296,8 @@ def compare_outputs(stock_folder: Path, fast_folder: Path) -> dict:
         counts = overlap_per_label(sitk.GetArrayFromImage(stock), sitk.GetArrayFromImage(fast))
         cases[stock_file.name] = {label: both / total for label, (both, total) in counts.items()}
         for label, (both, total) in counts.items():
-            pooled[label] = (pooled.get(label, (0, 0))[0] + both, pooled.get(label, (0, 0))[1] + total)
+            sums = pooled.setdefault(label, [0, 0])
+            sums[0], sums[1] = sums[0] + both, sums[1] + total
     return {"cases": cases, "pooled": {label: both / total for label, (both, total) in sorted(pooled.items())},
             "pooled_voxels": {label: total for label, (_, total) in sorted(pooled.items())}}
 
