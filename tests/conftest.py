@@ -23,7 +23,10 @@ TINY_DATASET_NAME = f"Dataset{TINY_DATASET_ID:03d}_TinyCT"
 TINY_SHAPE = (32, 64, 64)  # z, y, x
 TINY_SPACING = (2.5, 0.81, 0.81)  # z, y, x: the paper's target spacing, so preprocessing does not resample
 TINY_NUM_CASES = 4
-TINY_TRAINER = "nnUNetTrainerUDASmall_3epochs_40iters"
+# the short-schedule trainer (Adam, organ-centred patches; a subclass of nnUNetTrainerUDASmall): the paper's SGD
+# learns only the liver in 120 iterations, and not always (liver Dice 0.30 in one CI run), which made every test
+# that reads this model flaky
+TINY_TRAINER = "nnUNetTrainerUDAQuick_3epochs_40iters"
 # organ -> HU (FLARE ids 1, 2, 3): well apart, since nnU-Net's CT normalization clips everything outside the organs'
 # intensity range (fat, air) to its lower end: the liver, whose Dice the tests check, sits well above that end
 TINY_ORGANS = {"liver": 190.0, "right kidney": 250.0, "spleen": 140.0}
@@ -153,7 +156,7 @@ def tiny_plans(tiny_dataset, run_command) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_trained_model(tiny_dataset, tiny_plans, run_command) -> TinyModel:
-    """nnUNetTrainerUDASmall (a budget variant) trained on the tiny dataset in 2d, fold 'all', on the CPU."""
+    """nnUNetTrainerUDAQuick (a budget variant) trained on the tiny dataset in 2d, fold 'all', on the CPU."""
     run_command(["nnUNetv2_train", tiny_dataset.dataset_id, "2d", "all", "-tr", TINY_TRAINER,
                  "-p", "nnUNetPlansUDASmall", "-device", "cpu"])
     model_folder = (Path(os.environ["nnUNet_results"]) / tiny_dataset.name

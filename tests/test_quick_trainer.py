@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
+from conftest import dice
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunetv2_uda.training.quick_trainer import (
@@ -41,3 +44,29 @@ def test_pseudolabel_variant_keeps_both_behaviours(tiny_plans, tmp_path):
     trainer = nnUNetTrainerUDAQuickPseudoLabel(plans, "2d", 0, dataset_json, torch.device("cpu"))
     assert trainer.initial_lr == QUICK_INITIAL_LR and trainer.oversample_foreground_percent == 1.0
     assert trainer.target_images == tmp_path
+
+
+def test_nnunetv2_train_learns_all_organs_and_nnunetv2_predict_uses_it(tiny_trained_model, run_command, tmp_path):
+    checkpoint = tiny_trained_model.model_folder / "fold_all" / "checkpoint_final.pth"
+    assert checkpoint.is_file()
+    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["inference_allowed_mirroring_axes"] is None
+
+    output = tmp_path / "predictions"
+    run_command(["nnUNetv2_predict", "-i", tiny_trained_model.images_folder, "-o", output,
+                 "-d", tiny_trained_model.dataset_id, "-c", "2d", "-f", "all", "-tr", tiny_trained_model.trainer,
+                 "-p", "nnUNetPlansUDASmall", "-device", "cpu", "-npp", "1", "-nps", "1"])
+    predictions = sorted(output.glob("*.nii.gz"))
+    assert len(predictions) == 4
+    organ_dice = []
+    for prediction_file in predictions:
+        prediction = sitk.ReadImage(str(prediction_file))
+        truth = sitk.ReadImage(str(tiny_trained_model.labels_folder / prediction_file.name))
+        assert prediction.GetSize() == truth.GetSize()
+        assert prediction.GetSpacing() == pytest.approx(truth.GetSpacing())
+        assert prediction.GetOrigin() == pytest.approx(truth.GetOrigin())
+        assert prediction.GetDirection() == pytest.approx(truth.GetDirection())
+        predicted, expected = sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(truth)
+        organ_dice.append([dice(predicted == label, expected == label) for label in (1, 2, 3)])
+    # 120 unseeded iterations learn all three organs here: mean Dice 0.68-0.87 over ten runs, no organ below 0.49;
+    # an untrained network scores ~0
+    assert np.mean(organ_dice) > 0.45, organ_dice

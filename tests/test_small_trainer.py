@@ -6,11 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import SimpleITK as sitk
 import torch
-from conftest import dice
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
@@ -53,33 +50,6 @@ def test_training_keeps_mirroring_but_inference_does_not(initialized_trainer):
     _, _, _, mirror_axes = initialized_trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert mirror_axes == (0, 1)
     assert initialized_trainer.inference_allowed_mirroring_axes is None
-
-
-def test_trained_model_predicts_with_nnunetv2_predict(tiny_trained_model, run_command, tmp_path):
-    checkpoint = tiny_trained_model.model_folder / "fold_all" / "checkpoint_final.pth"
-    assert checkpoint.is_file()
-    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["inference_allowed_mirroring_axes"] is None
-
-    output = tmp_path / "predictions"
-    run_command(["nnUNetv2_predict", "-i", tiny_trained_model.images_folder, "-o", output,
-                 "-d", tiny_trained_model.dataset_id, "-c", "2d", "-f", "all", "-tr", tiny_trained_model.trainer,
-                 "-p", "nnUNetPlansUDASmall", "-device", "cpu", "-npp", "1", "-nps", "1"])
-    predictions = sorted(output.glob("*.nii.gz"))
-    assert len(predictions) == 4
-    organ_dice = []
-    for prediction_file in predictions:
-        prediction = sitk.ReadImage(str(prediction_file))
-        truth = sitk.ReadImage(str(tiny_trained_model.labels_folder / prediction_file.name))
-        assert prediction.GetSize() == truth.GetSize()
-        assert prediction.GetSpacing() == pytest.approx(truth.GetSpacing())
-        assert prediction.GetOrigin() == pytest.approx(truth.GetOrigin())
-        assert prediction.GetDirection() == pytest.approx(truth.GetDirection())
-        predicted, expected = sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(truth)
-        organ_dice.append([dice(predicted == label, expected == label) for label in (1, 2, 3)])
-    # 120 unseeded iterations of the paper's SGD schedule always learn the liver here (0.67-0.9 seen), the kidney
-    # and spleen only in some runs; an untrained network scores ~0, so the liver alone shows that training worked
-    liver_dice = [case[0] for case in organ_dice]
-    assert np.mean(liver_dice) > 0.5, organ_dice
 
 
 def test_3d_fullres_trains_at_the_papers_patch_size(tiny_plans, tiny_dataset, run_command, nnunet_env):
