@@ -15,21 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from real_data import CT_DATASET, MRI_DATASET, ORGANS, REPO, add_common_arguments, nnunet_environment, real_data_present
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
-CT_DATASET = "Dataset801_BTCVCT"
-MRI_DATASET = "Dataset802_CHAOST2"
-ORGANS = ("liver", "right kidney", "left kidney", "spleen")
+from nnunetv2_uda.pipeline.config import ROW_TITLES
+
 ROWS = ["only_ct", "cyclegan", "asit", "asit_mdm_plf"]
-ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_plf": "ASIT + PLF",
-              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_mdm": "ASIT + MDM"}
 
 # The CPU budget (2 cores): 2d at 2.5 mm plans 160 x 160 patches with batch 16, measured at ~2 s per training
 # iteration here with the per-epoch validation included (an epoch of 100 iterations ~ 200 s), with the
@@ -54,20 +49,27 @@ BUDGET = {
 }
 
 
-def bench_config(data: Path, output: Path, device: str) -> dict:
+# --setting gin (docs/pipeline.md, "Extra rows: GIN, then self-training"): the same budget, every network trained
+# with random intensity networks, and self-training from the CT network's pseudo-labels instead of ASIT's
+SETTINGS = {
+    "paper": {"ablation": ROWS, "trainer": BUDGET["trainer"], "dataset_id_base": 810},
+    "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN", "dataset_id_base": 830},
+}
+
+
+def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
     mri = data / MRI_DATASET
     return {
         "ct_dataset": str(data / CT_DATASET),
         "mri_dataset": str(mri),
         "validation_labels": str(mri / "labelsEval"),
         "output_folder": str(output / "pipeline"),
-        "dataset_id_base": 810,
         "device": device,
         "num_processes": 2,
         "mri_default_sequence": "T2",
         "sequence_order": ["T2"],  # one sequence: nothing for MDM to rank (the ASIT network takes no snapshots)
-        "ablation": ROWS,
         **BUDGET,
+        **SETTINGS[setting],
     }
 
 
@@ -104,30 +106,22 @@ def print_results(pipeline_folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
-    parser.add_argument("--output", type=Path, default=REPO / "bench_output" / "ct2mr_real",
-                        help="output folder (pipeline output, and nnU-Net folders unless nnUNet_* are set). "
-                             "Default: bench_output/ct2mr_real")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"), help="Default: cpu")
+    add_common_arguments(parser, "ct2mr_real[_gin]")
+    parser.add_argument("--setting", default="paper", choices=sorted(SETTINGS),
+                        help="paper: the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF); gin: only CT and only CT "
+                             "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN). "
+                             "Same budget. Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
     args = parser.parse_args()
-    if not (args.data / CT_DATASET).is_dir() or not (args.data / MRI_DATASET).is_dir():
-        print(f"ct2mr_real: {args.data} does not hold {CT_DATASET} and {MRI_DATASET}; this benchmark needs the "
-              f"real data and is not run in CI. Nothing to do.")
+    if not real_data_present(args.data, "ct2mr_real"):
         return
-    output = args.output.resolve()
-    env = dict(os.environ)
-    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        if not env.get(variable):
-            env[variable] = str(output / variable)
-            Path(env[variable]).mkdir(parents=True, exist_ok=True)
-    env.setdefault("nnUNet_n_proc_DA", "0")
-    env.setdefault("nnUNet_def_n_proc", "2")
-    output.mkdir(parents=True, exist_ok=True)
+    default_output = "ct2mr_real" if args.setting == "paper" else f"ct2mr_real_{args.setting}"
+    output = (args.output or REPO / "bench_output" / default_output).resolve()
+    env = nnunet_environment(output)
     config_file = output / "ct2mr_real.yaml"
-    config_file.write_text(yaml.safe_dump(bench_config(args.data.resolve(), output, args.device), sort_keys=False))
+    config = bench_config(args.data.resolve(), output, args.device, args.setting)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"ct2mr_real: config {config_file}")
     command = ["nnUNetv2_uda_run", str(config_file)] + (["--check"] if args.dry_run else [])
     result = subprocess.run(command, env=env)

@@ -46,6 +46,16 @@ def _rss_kb(pid: int) -> int:
         return 0
 
 
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: a page shared by n processes counts 1/n in each, so a process tree's sum is its real
+    footprint (RSS would count pages shared copy-on-write by forked workers once per worker)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return _rss_kb(pid)
+
+
 def _descendants(pid: int) -> list[int]:
     found, stack = [], [pid]
     while stack:
@@ -98,7 +108,7 @@ def gpu_baseline_mb() -> float:
 
 
 def run_measured(args: list[str], env: dict, label: str) -> dict:
-    """Runs a command; wall time, peak RSS summed over its process tree (0.1 s samples), GPU memory curve."""
+    """Runs a command; wall time, peak PSS summed over its process tree (0.1 s samples), GPU memory curve."""
     baseline = gpu_baseline_mb()
     print(f"[{label}] {' '.join(args)}", flush=True)
     peak_kb = 0
@@ -109,7 +119,7 @@ def run_measured(args: list[str], env: dict, label: str) -> dict:
         reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
         reader.start()
         while process.poll() is None:
-            peak_kb = max(peak_kb, sum(_rss_kb(p) for p in _descendants(process.pid)))
+            peak_kb = max(peak_kb, sum(_pss_kb(p) for p in _descendants(process.pid)))
             time.sleep(0.1)
         wall = time.perf_counter() - start
         reader.join()
@@ -398,7 +408,7 @@ def report(f: dict) -> None:
     for name, m in (("nnUNetv2_predict", stock), ("nnUNetv2_predict_fast", fast)):
         gpu = (f", GPU peak {m['gpu_peak_mb']:.0f} MB, area {m['gpu_area_mb_s']:.0f} MB*s"
                if f["device"] == "cuda" else "")
-        print(f"{name:24s} wall {m['wall_s']:8.2f} s, host peak (process tree) {m['host_peak_mb']:8.0f} MB{gpu}")
+        print(f"{name:24s} wall {m['wall_s']:8.2f} s, host peak (process tree, PSS) {m['host_peak_mb']:8.0f} MB{gpu}")
     print(f"{'network (sliding window)':24s} wall {network['wall_s']:8.2f} s")
     for name, m in (("export stock", es), ("export fast", ef)):
         device = f", device peak {m['device_peak_mb']:.0f} MB" if "device_peak_mb" in m else ""

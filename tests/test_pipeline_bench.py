@@ -1,4 +1,5 @@
-"""bench/ct2mr_real.py's argument handling and config generation (the 90-minute run itself is not run in tests)."""
+"""The real-data benchmarks' argument handling and bench/ct2mr_real.py's config generation (the runs themselves,
+25 to 90 minutes, are not run in tests)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 import yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "ct2mr_real.py"
+EXTRA_ROWS = BENCH.parent / "extra_rows_real.py"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def test_without_data_it_says_so_and_exits(tmp_path):
-    result = subprocess.run([sys.executable, BENCH, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
+@pytest.mark.parametrize("command", [[BENCH], [EXTRA_ROWS, "--row", "gin"], [EXTRA_ROWS, "--row", "anatomy_space"]])
+def test_without_data_it_says_so_and_exits(command, tmp_path):
+    result = subprocess.run([sys.executable, *command, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "not run in CI" in result.stdout
     assert not (tmp_path / "out").exists()
@@ -30,3 +33,9 @@ def test_dry_run_checks_config_and_leaves_mdm_out(tmp_path, nnunet_env):
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
     assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
+
+
+def test_extra_rows_name_the_row_choices(tmp_path):
+    result = subprocess.run([sys.executable, EXTRA_ROWS, "--row", "typo"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and "anatomy_space" in result.stderr and "gin" in result.stderr

@@ -209,6 +209,32 @@ def test_rows_share_steps_and_mdm_needs_two_sequences(tmp_path):
     assert "mdm" not in [s.name for s in steps] and scored["asit_plf"] == "predict_asit"
 
 
+def test_only_ct_plf_self_trains_from_the_ct_networks_pseudolabels(tmp_path):
+    config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                      ablation=["only_ct", "only_ct_plf"]))
+    steps, scored = build_steps(config, ["only_ct", "only_ct_plf"])
+    by_name = {step.name: step for step in steps}
+    assert not any(name.startswith(("translat", "train_asit")) for name in by_name)  # no translator needed
+    assert set(by_name["selftrain_ct"].depends) == {"pseudolabel_ct", "train_ct", "plan"}
+    assert scored == {"only_ct": "pseudolabel_ct", "only_ct_plf": "predict_ct"}
+    assert "evaluate_only_ct_plf" in by_name
+
+    fake_ct = config_from_dict(minimal(tmp_path, ablation=["only_ct_plf"], final={"ct_source": "fake_mri"}))
+    names = [step.name for step in build_steps(fake_ct, ["only_ct_plf"])[0]]
+    assert names.index("translate_asit") < names.index("final_ct")  # its CT cases come translated
+
+
+def test_gin_trainer_runs_every_network_with_gin(tmp_path):
+    config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuickGIN",
+                                      ablation=["only_ct", "asit", "asit_mdm_plf"]))
+    steps, _ = build_steps(config, ["only_ct", "asit", "asit_mdm", "asit_mdm_plf"])
+    trainers = {step.name: step.settings["trainer"] for step in steps if "trainer" in step.settings}
+    assert trainers["train_ct"].startswith("nnUNetTrainerUDAQuickGIN_")
+    assert trainers["train_asit"].startswith("nnUNetTrainerUDAQuickPseudoLabelGIN_")  # snapshots for MDM's order
+    assert trainers["selftrain_asit_mdm"] == "nnUNetTrainerUDAQuickPseudoLabelGIN"
+    assert trainers["final_asit_mdm"] == "nnUNetTrainerUDAQuickGIN"
+
+
 def test_table7_form():
     summary = {"liver": {"DSC": {"mean": 0.9}, "NSD": {"mean": 0.8}}, "mean": {"DSC": {"mean": 0.9},
                                                                                "NSD": {"mean": 0.8}}}

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import yaml
 
-ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf")
+ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf", "only_ct_plf")
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
-              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF"}
+              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF", "only_ct_plf": "only CT + PLF"}
 CONFIGURATIONS = ("2d", "3d_fullres")
 # segmentation trainer -> its snapshot (pseudo-labeling) counterpart
 TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
-            "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel"}
+            "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel",
+            "nnUNetTrainerUDASmallGIN": "nnUNetTrainerUDAPseudoLabelGIN",
+            "nnUNetTrainerUDAQuickGIN": "nnUNetTrainerUDAQuickPseudoLabelGIN"}
 
 
 class ConfigError(ValueError):
@@ -225,8 +227,8 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
             problems.append(f"'{key}': must be at least 1, got {value}")
-    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 990:
-        problems.append(f"'dataset_id_base': must be within 1-990 (the pipeline uses ids base..base+8), "
+    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 987:
+        problems.append(f"'dataset_id_base': must be within 1-987 (the pipeline uses ids base..base+11), "
                         f"got {config.dataset_id_base}")
     if isinstance(config.final.max_ct_cases, int) and config.final.max_ct_cases < 0:
         problems.append(f"'final.max_ct_cases': must be at least 0, got {config.final.max_ct_cases}")

@@ -26,6 +26,9 @@ DATASET_ROLES = {  # role -> (id offset, name suffix)
     "selftrain_asit": (6, "UDASelfTrainASIT"),
     "filtered_asit": (7, "UDAFilteredASIT"),
     "final_asit": (8, "UDAFinalASIT"),
+    "selftrain_ct": (9, "UDASelfTrainCT"),
+    "filtered_ct": (10, "UDAFilteredCT"),
+    "final_ct": (11, "UDAFinalCT"),
 }
 
 

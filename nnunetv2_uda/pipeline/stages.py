@@ -1,10 +1,11 @@
 """The paper's stages as a list of small steps, each calling stock nnU-Net or our ``nnUNetv2_uda_*`` commands.
 
 Which steps run follows from the ablation rows asked for (Table 7: only CT; CycleGAN; ASIT; ASIT + MDM;
-ASIT + MDM + PLF); rows share the steps they have in common. Each step declares the settings and upstream steps its
-result depends on (the runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder.
-All segmentation datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every
-network has the same architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
+ASIT + MDM + PLF; and, beyond the paper, only CT + PLF: self-training from the CT network's pseudo-labels); rows
+share the steps they have in common. Each step declares the settings and upstream steps its result depends on (the
+runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder. All segmentation
+datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every network has the same
+architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
 """
 
 from __future__ import annotations
@@ -370,8 +371,13 @@ def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: in
 
 
 def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
-    """Self-training with K snapshots, uncertainty filtering, the final network and its predictions."""
-    labels_step = "mdm" if variant == "asit_mdm" else "pseudolabel_asit"
+    """Self-training with K snapshots, uncertainty filtering, the final network and its predictions.
+
+    ``variant`` names the pseudo-labels it starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT network's) or
+    ``ct`` (the CT network's, for when that network is the better pseudo-labeler, e.g. trained with GIN).
+    """
+    labels_step = {"asit_mdm": "mdm", "asit": "pseudolabel_asit", "ct": "pseudolabel_ct"}[variant]
+    source_network = "train_ct" if variant == "ct" else "train_asit"
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
                                TRAINERS[config.trainer])
     final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
@@ -387,7 +393,7 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
             write_raw_dataset(context.raw / name, {c: (images[c], labels[c]) for c in sorted(images)},
                               context.labels, ZSCORE_CHANNEL)
             set_pseudolabel_target(context.raw / name, context.mri_images, config.self_training.num_snapshots)
-        pretrained = Path(context.manifest_outputs("train_asit")["checkpoint"]) if config.warm_start else None
+        pretrained = Path(context.manifest_outputs(source_network)["checkpoint"]) if config.warm_start else None
         outputs = train(context, f"selftrain_{variant}", dataset_id, name, selftrain_trainer, resume, pretrained)
         outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
         return outputs
@@ -445,7 +451,7 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = [
         Step(f"selftrain_{variant}", "self-training on the MRI pseudo-labels with K snapshots", selftrain,
-             selftrain_settings, depends=(labels_step, "train_asit", "plan"), inputs=("mri_dataset",)),
+             selftrain_settings, depends=(labels_step, source_network, "plan"), inputs=("mri_dataset",)),
         Step(f"filter_{variant}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
              filter_labels, {"threshold": config.self_training.threshold,
                              "keep_fraction": config.self_training.keep_fraction},
@@ -505,7 +511,7 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
 
     scored: dict[str, str] = {}
     for row in rows:
-        source = {"only_ct": "ct", "cyclegan": "cyclegan"}.get(row, "asit")
+        source = {"only_ct": "ct", "only_ct_plf": "ct", "cyclegan": "cyclegan"}.get(row, "asit")
         if source != "ct":
             if config.source_warm_start:
                 add(plan_step(config), source_steps(config, "ct")[0])
@@ -515,8 +521,10 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
         if row in ("asit_mdm", "asit_mdm_plf"):
             add(mdm_step(config))
             scored[row] = "mdm"
-        if row in ("asit_mdm_plf", "asit_plf"):
-            variant = "asit_mdm" if row == "asit_mdm_plf" else "asit"
+        if row in ("asit_mdm_plf", "asit_plf", "only_ct_plf"):
+            variant = {"asit_mdm_plf": "asit_mdm", "asit_plf": "asit", "only_ct_plf": "ct"}[row]
+            if config.final.ct_source == "fake_mri":  # the final network's CT cases come translated
+                add(*translator_steps(config, "asit"))
             add(*plf_steps(config, variant))
             scored[row] = f"predict_{variant}" if f"predict_{variant}" in steps else f"filter_{variant}"
     ordered = topological(list(steps.values()))

@@ -1,0 +1,55 @@
+"""The GIN trainers: random intensity networks in training augmentation only, on top of each trainer's settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nnunetv2
+import pytest
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+
+from nnunetv2_uda.pipeline.config import TRAINERS
+from nnunetv2_uda.training.gin_trainers import nnUNetTrainerUDAQuickGIN, nnUNetTrainerUDASmallGIN
+from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
+from nnunetv2_uda.training.quick_trainer import QUICK_INITIAL_LR
+from nnunetv2_uda.training.random_intensity_networks import RandomIntensityNetworkTransform
+
+
+def _has_gin(transforms) -> bool:
+    return any(isinstance(step, RandomIntensityNetworkTransform) for step in transforms.transforms)
+
+
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerUDASmallGIN, nnUNetTrainerUDAQuickGIN])
+def test_training_augmentation_has_it_validation_does_not(trainer_class):
+    assert _has_gin(trainer_class.get_training_transforms((64, 64), (-0.5, 0.5), [[1, 1], [0.5, 0.5]], (0, 1),
+                                                          False))
+    assert not _has_gin(trainer_class.get_validation_transforms([[1, 1], [0.5, 0.5]]))
+    assert not _has_gin(nnUNetTrainer.get_training_transforms((64, 64), (-0.5, 0.5), None, (0, 1), False))
+
+
+def test_quick_gin_keeps_the_quick_settings(tiny_plans):
+    plans = {**json.loads(tiny_plans.read_text()), "continue_training": False}  # nnUNetv2_train adds this key
+    dataset_json = json.loads((tiny_plans.parent / "dataset.json").read_text())
+    trainer = nnUNetTrainerUDAQuickGIN(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    assert type(trainer.optimizer) is torch.optim.Adam and trainer.initial_lr == QUICK_INITIAL_LR
+    assert trainer.oversample_foreground_percent == 1.0 and trainer.inference_allowed_mirroring_axes is None
+
+
+@pytest.mark.parametrize("trainer", ["nnUNetTrainerUDASmallGIN", "nnUNetTrainerUDAQuickGIN"])
+def test_pipeline_pseudolabel_counterparts_keep_gin(trainer):
+    found = recursive_find_python_class(str(Path(nnunetv2.__path__[0]) / "training" / "nnUNetTrainer"),
+                                        TRAINERS[trainer], "nnunetv2.training.nnUNetTrainer")
+    assert issubclass(found, nnUNetTrainerUDAPseudoLabel) and issubclass(found, nnUNetTrainerUDASmallGIN)
+    assert found.get_training_transforms is nnUNetTrainerUDASmallGIN.get_training_transforms
+
+
+def test_nnunetv2_train_runs_it(tiny_plans, tiny_dataset, run_command, nnunet_env):
+    trainer = "nnUNetTrainerUDAQuickGIN_1epochs_2iters"
+    run_command(["nnUNetv2_train", tiny_dataset.dataset_id, "2d", "all", "-tr", trainer,
+                 "-p", "nnUNetPlansUDASmall", "-device", "cpu"])
+    fold = Path(nnunet_env["nnUNet_results"]) / tiny_dataset.name / f"{trainer}__nnUNetPlansUDASmall__2d"
+    assert (fold / "fold_all" / "checkpoint_final.pth").is_file()
