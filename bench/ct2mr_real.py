@@ -52,7 +52,7 @@ BUDGET = {
 # --setting gin (docs/pipeline.md, "Extra rows: GIN, then self-training"): the same budget, every network trained
 # with random intensity networks, and self-training from the CT network's pseudo-labels instead of ASIT's
 SETTINGS = {
-    "paper": {"ablation": ROWS, "trainer": BUDGET["trainer"], "dataset_id_base": 810},
+    "paper": {"ablation": ROWS, "dataset_id_base": 810},  # BUDGET's trainer
     "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN", "dataset_id_base": 830},
 }
 

@@ -30,6 +30,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import numpy as np
+import SimpleITK as sitk
+import torch
 from ct2mr_real import BUDGET
 from real_data import (
     CT_DATASET,
@@ -41,9 +45,14 @@ from real_data import (
     real_data_present,
 )
 
+from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.pipeline.datasets import labeled_cases, read_dataset_json, write_raw_dataset
 from nnunetv2_uda.pipeline.stages import PLANNER, PLANS, ZSCORE_CHANNEL
 from nnunetv2_uda.training.budget import budget_trainer_name
+from nnunetv2_uda.training.random_intensity_networks import RandomIntensityNetworkTransform
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the file-only backend)
 
 EXAMPLES_FIGURE = "gin_examples.png"
 ANATOMY_PLANS = "nnUNetPlansAnatomy"
@@ -56,16 +65,24 @@ class Row:
     dataset_id: int
     dataset_name: str
     trainer: str
-    channel_name: str
-    plans: str  # trained with
-    prediction_plans: str  # the MRI is predicted with
+    anatomy_space: bool  # Sobel preprocessing, CT normalization to train, MRI normalization to predict
+
+    @property
+    def channel_name(self) -> str:
+        return "CT" if self.anatomy_space else ZSCORE_CHANNEL  # the anatomy plans overwrite the normalization
+
+    @property
+    def plans(self) -> str:
+        return ANATOMY_PLANS if self.anatomy_space else PLANS
+
+    @property
+    def prediction_plans(self) -> str:
+        return ANATOMY_MRI_PLANS if self.anatomy_space else PLANS
 
 
 ROWS = {
-    "anatomy_space": Row("anatomy space, no transl.", 819, "Dataset819_BTCVAnatomySpace", BUDGET["trainer"], "CT",
-                         ANATOMY_PLANS, ANATOMY_MRI_PLANS),
-    "gin": Row("CT + GIN, no MRI", 820, "Dataset820_BTCVGIN", "nnUNetTrainerUDAQuickGIN", ZSCORE_CHANNEL, PLANS,
-               PLANS),
+    "anatomy_space": Row("anatomy space, no transl.", 819, "Dataset819_BTCVAnatomySpace", BUDGET["trainer"], True),
+    "gin": Row("CT + GIN, no MRI", 820, "Dataset820_BTCVGIN", "nnUNetTrainerUDAQuickGIN", False),
 }
 
 
@@ -81,14 +98,14 @@ def run(args: list, log: Path) -> None:
 def plan(row: Row, configuration: str, log: Path) -> None:
     """The pipeline's planning (our planner, the budget's spacing and batch size); for anatomy space, with the
     anatomy-space preprocessor and CT normalization."""
-    anatomy = row.plans == ANATOMY_PLANS
-    extra = ["-preprocessor_name", "AnatomySpacePreprocessor", "-overwrite_plans_name", row.plans] if anatomy else []
+    extra = ["-preprocessor_name", "AnatomySpacePreprocessor", "-overwrite_plans_name", row.plans] \
+        if row.anatomy_space else []
     run(["nnUNetv2_plan_and_preprocess", "-d", row.dataset_id, "-pl", PLANNER, "-c", configuration, "-np", 2,
          "-npfp", 2, "--no_pp", *extra, "-overwrite_target_spacing", *BUDGET["target_spacing"]], log)
     plans_file = Path(os.environ["nnUNet_preprocessed"]) / row.dataset_name / f"{row.plans}.json"
     plans = json.loads(plans_file.read_text())
     plans["configurations"][configuration]["batch_size"] = BUDGET["batch_size"]
-    if anatomy:
+    if row.anatomy_space:
         plans["configurations"][configuration]["normalization_schemes"] = ["CTAnatomySpaceNormalization"]
     plans_file.write_text(json.dumps(plans, indent=2))
 
@@ -111,17 +128,6 @@ def anatomy_mri_model_folder(ct_model: Path, trainer: str, configuration: str) -
 def write_gin_examples(ct_image: Path, mri_image: Path, path: Path, num_examples: int = 7) -> Path:
     """What the GIN network trains on: a CT slice, random intensity network versions of it, and a real MRI slice
     for comparison (each z-scored, as nnU-Net normalizes them)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    import SimpleITK as sitk
-    import torch
-
-    from nnunetv2_uda.atomic_files import save_figure
-    from nnunetv2_uda.training.random_intensity_networks import RandomIntensityNetworkTransform
-
     def middle_slice(file: Path) -> np.ndarray:
         volume = sitk.GetArrayFromImage(sitk.ReadImage(str(file))).astype(np.float32)
         image = volume[volume.shape[0] // 2]
@@ -188,7 +194,7 @@ def main() -> None:
     run(["nnUNetv2_train", row.dataset_id, configuration, "all", "-p", row.plans, "-tr", trainer,
          "-device", args.device], log)
     wall["train on CT"] = time.time() - start
-    if row.prediction_plans != row.plans:
+    if row.anatomy_space:
         model = Path(os.environ["nnUNet_results"]) / row.dataset_name / f"{trainer}__{row.plans}__{configuration}"
         anatomy_mri_model_folder(model, trainer, configuration)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nnunetv2
 import pytest
 import torch
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_uda.pipeline.config import TRAINERS
 from nnunetv2_uda.training.gin_trainers import nnUNetTrainerUDAQuickGIN, nnUNetTrainerUDASmallGIN
@@ -27,7 +25,6 @@ def test_training_augmentation_has_it_validation_does_not(trainer_class):
     assert _has_gin(trainer_class.get_training_transforms((64, 64), (-0.5, 0.5), [[1, 1], [0.5, 0.5]], (0, 1),
                                                           False))
     assert not _has_gin(trainer_class.get_validation_transforms([[1, 1], [0.5, 0.5]]))
-    assert not _has_gin(nnUNetTrainer.get_training_transforms((64, 64), (-0.5, 0.5), None, (0, 1), False))
 
 
 def test_quick_gin_keeps_the_quick_settings(tiny_plans):
@@ -41,8 +38,7 @@ def test_quick_gin_keeps_the_quick_settings(tiny_plans):
 
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerUDASmallGIN", "nnUNetTrainerUDAQuickGIN"])
 def test_pipeline_pseudolabel_counterparts_keep_gin(trainer):
-    found = recursive_find_python_class(str(Path(nnunetv2.__path__[0]) / "training" / "nnUNetTrainer"),
-                                        TRAINERS[trainer], "nnunetv2.training.nnUNetTrainer")
+    found = recursive_find_trainer_class_by_name(TRAINERS[trainer])  # as nnUNetv2_train looks it up
     assert issubclass(found, nnUNetTrainerUDAPseudoLabel) and issubclass(found, nnUNetTrainerUDASmallGIN)
     assert found.get_training_transforms is nnUNetTrainerUDASmallGIN.get_training_transforms
 

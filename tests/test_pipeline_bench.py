@@ -35,7 +35,7 @@ def test_dry_run_checks_config_and_leaves_mdm_out(tmp_path, nnunet_env):
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
 
 
-def test_extra_rows_name_the_row_choices(tmp_path):
+def test_extra_rows_name_the_row_choices():
     result = subprocess.run([sys.executable, EXTRA_ROWS, "--row", "typo"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2 and "anatomy_space" in result.stderr and "gin" in result.stderr

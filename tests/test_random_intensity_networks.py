@@ -43,14 +43,15 @@ def test_changes_contrast_not_shape():
     image = (image - image.mean()) / image.std()  # z-scored, as nnU-Net hands images to the augmentation
     transform = RandomIntensityNetworkTransform()
     middle_positions = []
-    for _ in range(20):
+    for _ in range(100):
         out = transform(image=image.clone())["image"][0]
         # the receptive field of 4 layers of 3x3 kernels reaches 4 pixels: tissue interiors are 5 pixels from edges
         tissues = [out[5:-5, 5:11], out[5:-5, 21:27], out[5:-5, 37:43]]
         assert all(tissue.std() < 1e-3 for tissue in tissues)
         low, middle, high = (float(tissue.mean()) for tissue in tissues)
         middle_positions.append((middle - low) / (high - low))  # 1/3 in the input
-    assert sum(abs(p - 1 / 3) > 0.02 for p in middle_positions) >= 10  # mostly new, non-linear contrasts
+    # over seeds 0-39: 50-67 of 100 non-linear, 5-15 with the middle tissue darkest, 1-8 with it brightest
+    assert sum(abs(p - 1 / 3) > 0.02 for p in middle_positions) >= 35  # many new, non-linear contrasts
     assert any(p < 0 for p in middle_positions) and any(p > 1 for p in middle_positions)  # tissues reordered
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from nnunetv2_uda.pipeline.datasets import DATASET_ROLES
+
 ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf", "only_ct_plf")
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
               "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF", "only_ct_plf": "only CT + PLF"}
@@ -227,8 +229,10 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
             problems.append(f"'{key}': must be at least 1, got {value}")
-    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 987:
-        problems.append(f"'dataset_id_base': must be within 1-987 (the pipeline uses ids base..base+11), "
+    last_offset = max(offset for offset, _ in DATASET_ROLES.values())
+    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 999 - last_offset:
+        problems.append(f"'dataset_id_base': must be within 1-{999 - last_offset} (the pipeline uses ids "
+                        f"base..base+{last_offset}), "
                         f"got {config.dataset_id_base}")
     if isinstance(config.final.max_ct_cases, int) and config.final.max_ct_cases < 0:
         problems.append(f"'final.max_ct_cases': must be at least 0, got {config.final.max_ct_cases}")

@@ -376,8 +376,9 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     ``variant`` names the pseudo-labels it starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT network's) or
     ``ct`` (the CT network's, for when that network is the better pseudo-labeler, e.g. trained with GIN).
     """
-    labels_step = {"asit_mdm": "mdm", "asit": "pseudolabel_asit", "ct": "pseudolabel_ct"}[variant]
-    source_network = "train_ct" if variant == "ct" else "train_asit"
+    source = variant.removesuffix("_mdm")
+    labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
+    source_network = f"train_{source}"
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
                                TRAINERS[config.trainer])
     final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
@@ -501,6 +502,12 @@ def evaluate_step(config: PipelineConfig, row: str, scored_step: str, kind: str 
                 inputs=(labels_key,))
 
 
+# row -> (the network whose pseudo-labels it starts from, with MDM, with self-training and filtering)
+ROW_CHAINS = {"only_ct": ("ct", False, False), "cyclegan": ("cyclegan", False, False), "asit": ("asit", False, False),
+              "asit_mdm": ("asit", True, False), "asit_mdm_plf": ("asit", True, True),
+              "asit_plf": ("asit", False, True), "only_ct_plf": ("ct", False, True)}
+
+
 def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], dict[str, str]]:
     """The steps the rows need, in running order, and each row's scored step."""
     steps: dict[str, Step] = {}
@@ -511,18 +518,18 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
 
     scored: dict[str, str] = {}
     for row in rows:
-        source = {"only_ct": "ct", "only_ct_plf": "ct", "cyclegan": "cyclegan"}.get(row, "asit")
+        source, mdm, plf = ROW_CHAINS[row]
         if source != "ct":
             if config.source_warm_start:
                 add(plan_step(config), source_steps(config, "ct")[0])
             add(*translator_steps(config, source))
         add(plan_step(config), *source_steps(config, source))
         scored[row] = f"pseudolabel_{source}"
-        if row in ("asit_mdm", "asit_mdm_plf"):
+        if mdm:
             add(mdm_step(config))
             scored[row] = "mdm"
-        if row in ("asit_mdm_plf", "asit_plf", "only_ct_plf"):
-            variant = {"asit_mdm_plf": "asit_mdm", "asit_plf": "asit", "only_ct_plf": "ct"}[row]
+        if plf:
+            variant = f"{source}_mdm" if mdm else source
             if config.final.ct_source == "fake_mri":  # the final network's CT cases come translated
                 add(*translator_steps(config, "asit"))
             add(*plf_steps(config, variant))

@@ -10,7 +10,6 @@ sample, so unlike a translator it fits any CPU budget.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import torch
@@ -28,7 +27,8 @@ class RandomIntensityNetworkTransform(ImageOnlyTransform):
 
     ``net`` has ``num_layers`` convolutions (kernel sizes drawn from ``kernel_sizes``, weights and biases from
     N(0, 1), leaky ReLU between them, ``hidden_channels`` channels inside), drawn anew for every sample, as is
-    ``alpha ~ U(0, 1)``; the settings are the paper's. The paper rescales the result to the input's Frobenius
+    ``alpha ~ U(0, 1)``, all from torch's generator (as nnU-Net's own augmentations draw); the settings are the
+    paper's. The paper rescales the result to the input's Frobenius
     norm; this keeps each channel's mean and standard deviation instead, so that z-scored training images stay
     z-scored, as nnU-Net's normalization makes every image the network sees at inference.
     """
@@ -50,7 +50,7 @@ class RandomIntensityNetworkTransform(ImageOnlyTransform):
             channels = [img.shape[0]] + [self.hidden_channels] * (self.num_layers - 1) + [img.shape[0]]
             features = original
             for layer in range(self.num_layers):
-                kernel_size = random.choice(self.kernel_sizes)
+                kernel_size = self.kernel_sizes[int(torch.randint(len(self.kernel_sizes), ()))]
                 weight = torch.randn(channels[layer + 1], channels[layer], *[kernel_size] * spatial_dims)
                 features = convolution(features, weight, torch.randn(channels[layer + 1]), padding=kernel_size // 2)
                 if layer < self.num_layers - 1:
