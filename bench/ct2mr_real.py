@@ -51,9 +51,14 @@ BUDGET = {
 
 # --setting gin (docs/pipeline.md, "Extra rows: GIN, then self-training"): the same budget, every network trained
 # with random intensity networks, and self-training from the CT network's pseudo-labels instead of ASIT's
+# --setting unet (docs/pipeline.md, "Rows with the U-Net translator"): the paper rows and budget, both translators
+# with the U-Net generator; same dataset ids, so with --output of a paper run its CT steps are reused, not repeated
 SETTINGS = {
     "paper": {"ablation": ROWS, "dataset_id_base": 810},  # BUDGET's trainer
     "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN", "dataset_id_base": 830},
+    "unet": {"ablation": ROWS, "dataset_id_base": 810,
+             "translator": {**BUDGET["translator"],
+                            "extra_args": [*BUDGET["translator"]["extra_args"], "--generator", "unet"]}},
 }
 
 
@@ -109,8 +114,9 @@ def main() -> None:
     add_common_arguments(parser, "ct2mr_real[_gin]")
     parser.add_argument("--setting", default="paper", choices=sorted(SETTINGS),
                         help="paper: the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF); gin: only CT and only CT "
-                             "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN). "
-                             "Same budget. Default: paper")
+                             "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN); "
+                             "unet: the paper rows with U-Net translator generators (--output of a paper run reuses "
+                             "its CT network). Same budget. Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
     args = parser.parse_args()

@@ -11,7 +11,8 @@ the CT dataset and prints two distances in raw (normalized) intensity space and 
 All images are compared as axial slices on a common in-plane grid (the translator's). Translation should lower the
 distance to real MRI. Usage:
 
-    python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan]
+    python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan] \
+        [--generators resnet unet]
     python bench/domain_distance.py --data real --translated asit=FOLDER cyclegan=FOLDER   # measure existing fakes
 """
 
@@ -77,23 +78,25 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
     for mode, fake in args.translated.items():
         rows.append((f"fake MRI ({mode}) vs real MRI", distances(slices_in_both_spaces(Path(fake), "mri", *geometry),
                                                                real_mri)))
-    for mode in [] if args.translated else args.modes:
+    trained_pairs = [] if args.translated else [(m, g) for m in args.modes for g in args.generators]
+    for mode, generator in trained_pairs:
         start = time.perf_counter()
-        translator = train_translator(ct, mri, work / f"translator_{name}_{mode}", mode=mode,
+        label = f"{mode}, {generator} generator"
+        translator = train_translator(ct, mri, work / f"translator_{name}_{mode}_{generator}", mode=mode,
                                       iterations=args.iterations, checkpoint_every=max(1, args.iterations // 4),
-                                      device=args.device, slice_size=args.slice_size,
+                                      device=args.device, slice_size=args.slice_size, generator=generator,
                                       inplane_spacing=args.inplane_spacing, max_slices_per_case=args.slices_per_case)
-        fake = work / f"fake_{name}_{mode}"
+        fake = work / f"fake_{name}_{mode}_{generator}"
         translate_dataset(translator, ct, fake, device=args.device, mri_dataset_folder=mri, overwrite=True)
-        print(f"[{name}] {mode}: trained and translated in {time.perf_counter() - start:.0f} s; panel: "
+        print(f"[{name}] {label}: trained and translated in {time.perf_counter() - start:.0f} s; panel: "
               f"{fake / 'translation_panel.png'}")
-        rows.append((f"fake MRI ({mode}) vs real MRI", distances(slices_in_both_spaces(fake, "mri", *geometry),
-                                                               real_mri)))
+        rows.append((f"fake MRI ({label}) vs real MRI", distances(slices_in_both_spaces(fake, "mri", *geometry),
+                                                                real_mri)))
     trained = "translators given" if args.translated else f"{args.iterations} translator iterations"
     print(f"\n[{name}] domain distance to real MRI ({trained})")
-    print(f"{'':34s}{'raw W1':>10s}{'raw SWD':>10s}{'anat W1':>10s}{'anat SWD':>10s}")
+    print(f"{'':48s}{'raw W1':>10s}{'raw SWD':>10s}{'anat W1':>10s}{'anat SWD':>10s}")
     for label, values in rows:
-        print(f"{label:34s}" + "".join(f"{v:10.4f}" for v in values))
+        print(f"{label:48s}" + "".join(f"{v:10.4f}" for v in values))
     baseline = rows[0][1]
     for label, values in rows[1:]:
         ratios = ", ".join(f"{v / max(b, 1e-12):.2f}" for v, b in zip(values, baseline, strict=True))
@@ -112,6 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"])
     parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"])
+    parser.add_argument("--generators", nargs="+", choices=("resnet", "unet"), default=["resnet"],
+                        help="translator generator architectures to compare (each with every mode)")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--slice_size", type=int, default=128)
     parser.add_argument("--inplane_spacing", type=float, default=2.5)

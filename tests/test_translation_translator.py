@@ -154,6 +154,22 @@ def test_plain_cyclegan_ablation_translates_from_raw_intensities(datasets, tmp_p
     assert json.loads((tmp_path / "fake" / "dataset.json").read_text())["uda_translation"]["mode"] == "cyclegan"
 
 
+def test_unet_generator_trains_from_the_command_line_and_translates(datasets, tmp_path):
+    ct, mri = datasets
+    folder = tmp_path / "unet"
+    flags = [f"--{key}={value}" for key, value in TINY.items()]
+    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder), "--generator", "unet",
+                             *flags], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "config.json").read_text())["generator"] == "unet"
+    assert any(key.startswith("decoders.") for key in _weights(folder))
+    translate_dataset(folder, ct, tmp_path / "fake", mri_dataset_folder=mri)
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "fake" / "imagesTr" /
+                                                                    "case0_0000.nii.gz")))).all()
+    with pytest.raises(TranslatorConfigError, match="generator: checkpoint 'unet' vs requested 'resnet'"):
+        train_translator(ct, mri, folder, **TINY)
+
+
 def test_unfinished_translator_is_not_used(datasets, tmp_path):
     ct, mri = datasets
     with pytest.raises(Killed):

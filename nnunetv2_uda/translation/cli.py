@@ -60,6 +60,9 @@ def train_translator_entry() -> None:
                         "Default: 10")
     parser.add_argument("--lambda_identity", type=float, default=5.0, help="identity weight (eq. 4 lambda_2). "
                         "Default: 5")
+    parser.add_argument("--generator", choices=("resnet", "unet"), default="resnet",
+                        help="generator architecture: resnet (CycleGAN's default) or unet (skip connections at "
+                             "every scale; keeps outlines sharp after short training). Default: resnet")
     parser.add_argument("--generator_features", type=int, default=8,
                         help="generator base features (CycleGAN paper: 64). Default: 8 (CPU-friendly)")
     parser.add_argument("--residual_blocks", type=int, default=3,
@@ -76,8 +79,8 @@ def train_translator_entry() -> None:
                   iterations=args.iterations, checkpoint_every=args.checkpoint_every, device=args.device,
                   batch_size=args.batch_size, slice_size=args.slice_size, inplane_spacing=args.inplane_spacing,
                   lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity,
-                  generator_features=args.generator_features, residual_blocks=args.residual_blocks,
-                  discriminator_features=args.discriminator_features,
+                  generator=args.generator, generator_features=args.generator_features,
+                  residual_blocks=args.residual_blocks, discriminator_features=args.discriminator_features,
                   max_slices_per_case=args.max_slices_per_case, seed=args.seed)
     print(f"Translator trained: {folder}")
 

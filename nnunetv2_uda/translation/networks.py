@@ -1,12 +1,18 @@
-"""Small CycleGAN networks: a ResNet generator and a PatchGAN discriminator (2D), sized by constructor arguments.
+"""Small CycleGAN networks: ResNet and U-Net generators and a PatchGAN discriminator (2D), sized by arguments.
 
 The translator's defaults are CPU-friendly (8 features, 3 residual blocks); the paper-sized CycleGAN uses 64
-features and 9 blocks. Generators have a linear output because images are z-scored, not scaled to [-1, 1].
+features and 9 blocks. Generators have a linear output because images are z-scored, not scaled to [-1, 1]. The
+U-Net generator (CycleGAN's ``unet`` option) passes full-resolution detail through skip connections, so a small,
+briefly trained one keeps organ outlines sharp where the ResNet one blurs them.
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+GENERATOR_DOWNSAMPLING = 4
+"""Both generators downsample twice by 2: their input sides must be multiples of this."""
 
 
 def _norm_act(channels: int) -> list[nn.Module]:
@@ -28,8 +34,6 @@ class ResidualBlock(nn.Module):
 class ResnetGenerator(nn.Module):
     """7x7 stem, two stride-2 downsamplings, residual blocks, two upsamplings. Input sides must be multiples of 4."""
 
-    downsampling_factor = 4
-
     def __init__(self, in_channels: int = 1, out_channels: int = 1, features: int = 16, residual_blocks: int = 4):
         super().__init__()
         layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, features, 7), *_norm_act(features)]
@@ -46,6 +50,49 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x):
         return self.model(x)
+
+
+class UnetGenerator(nn.Module):
+    """Two stride-2 downsamplings with a skip connection at each scale, residual blocks at the bottom."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, features: int = 16, residual_blocks: int = 4):
+        super().__init__()
+
+        def conv(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+            return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode="reflect"), *_norm_act(cout)]
+
+        f = features
+        self.encoders = nn.ModuleList([
+            nn.Sequential(*conv(in_channels, f), *conv(f, f)),
+            nn.Sequential(*conv(f, 2 * f, stride=2), *conv(2 * f, 2 * f)),
+            nn.Sequential(*conv(2 * f, 4 * f, stride=2), *[ResidualBlock(4 * f) for _ in range(residual_blocks)]),
+        ])
+        self.upsamplers = nn.ModuleList([
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), *conv(4 * f, 2 * f)),
+            nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), *conv(2 * f, f)),
+        ])
+        self.decoders = nn.ModuleList([nn.Sequential(*conv(4 * f, 2 * f)), nn.Sequential(*conv(2 * f, f))])
+        self.output = nn.Conv2d(f, out_channels, 1)
+
+    def forward(self, x):
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+        x = skips.pop()
+        for upsample, decode in zip(self.upsamplers, self.decoders, strict=True):
+            x = decode(torch.cat([upsample(x), skips.pop()], dim=1))
+        return self.output(x)
+
+
+GENERATORS: dict[str, type[nn.Module]] = {"resnet": ResnetGenerator, "unet": UnetGenerator}
+
+
+def build_generator(architecture: str, features: int, residual_blocks: int) -> nn.Module:
+    """A one-channel generator by name (``resnet`` or ``unet``); input sides must be multiples of 4."""
+    if architecture not in GENERATORS:
+        raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got '{architecture}'")
+    return GENERATORS[architecture](1, 1, features, residual_blocks)
 
 
 class PatchDiscriminator(nn.Module):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.translation.anatomy_space import anatomy_space, normalize
-from nnunetv2_uda.translation.networks import ResnetGenerator
+from nnunetv2_uda.translation.networks import GENERATOR_DOWNSAMPLING, build_generator
 from nnunetv2_uda.translation.raw_dataset import (
     copy_file_atomic,
     open_raw_dataset,
@@ -47,7 +47,7 @@ def load_generator(translator_folder: str | os.PathLike, device: str = "cpu"):
     if checkpoint["iteration"] < config.iterations:
         raise TranslatorConfigError(f"Translator '{translator_folder}' stopped at iteration {checkpoint['iteration']} "
                                     f"of {config.iterations}; rerun nnUNetv2_uda_train_translator to finish it")
-    generator = ResnetGenerator(1, 1, config.generator_features, config.residual_blocks)
+    generator = build_generator(config.generator, config.generator_features, config.residual_blocks)
     generator.load_state_dict(checkpoint["model"]["T_t"])
     return generator.to(device).eval(), config
 
@@ -58,7 +58,7 @@ def translate_volume(generator: torch.nn.Module, source_space: np.ndarray, spaci
     """T_t applied slice-wise to a (Z, Y, X) volume given in the translator's CT space; same shape out."""
     shape_yx = source_space.shape[1:]
     work_size = inplane_size(shape_yx, spacing_zyx[1:], inplane_spacing)
-    multiple = ResnetGenerator.downsampling_factor
+    multiple = GENERATOR_DOWNSAMPLING
     pad_y, pad_x = (-work_size[0]) % multiple, (-work_size[1]) % multiple
     background = float(source_space.min())
     out = np.empty(source_space.shape, dtype=np.float32)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
-from nnunetv2_uda.translation.networks import PatchDiscriminator, ResnetGenerator
+from nnunetv2_uda.translation.networks import GENERATOR_DOWNSAMPLING, GENERATORS, PatchDiscriminator, build_generator
 from nnunetv2_uda.translation.raw_dataset import open_raw_dataset, write_json_atomic
 from nnunetv2_uda.translation.slices import TRANSLATION_MODES, extract_slices, median_inplane_spacing
 
@@ -51,6 +51,7 @@ class TranslatorConfig:
     lambda_identity: float = 5.0
     learning_rate: float = 2e-4
     pool_size: int = 50
+    generator: str = "resnet"
     generator_features: int = 8
     residual_blocks: int = 3
     discriminator_features: int = 8
@@ -60,7 +61,9 @@ class TranslatorConfig:
     def __post_init__(self):
         if self.mode not in TRANSLATION_MODES:
             raise ValueError(f"mode must be one of {TRANSLATION_MODES}, got '{self.mode}'")
-        if self.slice_size % ResnetGenerator.downsampling_factor or self.slice_size < 32:
+        if self.generator not in GENERATORS:
+            raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got '{self.generator}'")
+        if self.slice_size % GENERATOR_DOWNSAMPLING or self.slice_size < 32:
             raise ValueError(f"slice_size must be a multiple of 4 and at least 32, got {self.slice_size}")
         for name in ("iterations", "batch_size", "max_slices_per_case"):
             if getattr(self, name) < 1:
@@ -79,7 +82,7 @@ class CycleGAN:
         self.device = torch.device(device)
 
         def generator():
-            return ResnetGenerator(1, 1, config.generator_features, config.residual_blocks).to(self.device)
+            return build_generator(config.generator, config.generator_features, config.residual_blocks).to(self.device)
 
         def discriminator():
             return PatchDiscriminator(1, config.discriminator_features).to(self.device)
@@ -206,8 +209,8 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
                      output_folder: str | os.PathLike, mode: str = "asit", iterations: int = 10000,
                      checkpoint_every: int = 500, device: str = "cpu", batch_size: int = 4, slice_size: int = 256,
                      inplane_spacing: float | None = None, lambda_cycle: float = 10.0, lambda_identity: float = 5.0,
-                     generator_features: int = 8, residual_blocks: int = 3, discriminator_features: int = 8,
-                     max_slices_per_case: int = 64, seed: int = 12345,
+                     generator: str = "resnet", generator_features: int = 8, residual_blocks: int = 3,
+                     discriminator_features: int = 8, max_slices_per_case: int = 64, seed: int = 12345,
                      on_checkpoint: Callable[[int], None] | None = None) -> Path:
     """Trains (or resumes) a translator in ``output_folder`` and returns that folder.
 
@@ -222,7 +225,8 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         inplane_spacing = median_inplane_spacing(mri_dataset)
     config = TranslatorConfig(str(ct_dataset.folder.resolve()), str(mri_dataset.folder.resolve()), mode, iterations,
                               batch_size, slice_size, float(inplane_spacing), lambda_cycle, lambda_identity,
-                              generator_features=generator_features, residual_blocks=residual_blocks,
+                              generator=generator, generator_features=generator_features,
+                              residual_blocks=residual_blocks,
                               discriminator_features=discriminator_features,
                               max_slices_per_case=max_slices_per_case, seed=seed)
     folder = Path(output_folder)
