@@ -52,7 +52,8 @@ BUDGET = {
 # --setting gin (docs/pipeline.md, "Extra rows: GIN, then self-training"): the same budget, every network trained
 # with random intensity networks, and self-training from the CT network's pseudo-labels instead of ASIT's
 # --setting unet (docs/pipeline.md, "Rows with the U-Net translator"): the paper rows and budget, both translators
-# with the U-Net generator; same dataset ids, so with --output of a paper run its CT steps are reused, not repeated
+# with the U-Net generator; same dataset ids, so with --output of a paper run (made by this version: the manifest
+# must fingerprint input folders) its CT steps are reused, not repeated
 SETTINGS = {
     "paper": {"ablation": ROWS, "dataset_id_base": 810},  # BUDGET's trainer
     "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN", "dataset_id_base": 830},

@@ -254,3 +254,6 @@ def test_rerun_reason_names_the_changed_input_folder(tmp_path):
         "the content of ct_dataset changed")
     assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
         "its inputs or an earlier step changed")
+    del manifest.stages["train_ct"]["inputs"]  # as written before input folders were fingerprinted by content
+    assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
+        "recorded by an older nnunetv2-uda")

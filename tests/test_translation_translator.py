@@ -9,7 +9,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunetv2_uda.translation.raw_dataset import DatasetError
+from nnunetv2_uda.translation.raw_dataset import DatasetError, open_raw_dataset
+from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import translate_dataset
 from nnunetv2_uda.translation.translator import (
     CHECKPOINT_FILE,
@@ -168,6 +169,21 @@ def test_unet_generator_trains_from_the_command_line_and_translates(datasets, tm
                                                                     "case0_0000.nii.gz")))).all()
     with pytest.raises(TranslatorConfigError, match="generator: checkpoint 'unet' vs requested 'resnet'"):
         train_translator(ct, mri, folder, **TINY)
+
+
+def test_flat_slices_are_left_out_of_the_slice_cache(tmp_path):
+    folder = _dataset(tmp_path / "Dataset963_MRI", "MRI", 1, False)
+    image_file = folder / "imagesTr" / "case0_0000.nii.gz"
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file)))
+    array[:2] = 5.0  # two end slices of background only
+    _write(array, image_file, (5.0, 1.0, 1.0))
+    slices = extract_slices(open_raw_dataset(folder), "mri", "asit", 1.0, 32, 6)
+    assert len(slices) == 4
+    assert (slices.float().flatten(2).std(dim=2) > 0).all()
+
+    _write(np.full_like(array, 5.0), image_file, (5.0, 1.0, 1.0))
+    with pytest.raises(DatasetError, match="Dataset963_MRI' has no axial slice with any contrast"):
+        extract_slices(open_raw_dataset(folder), "mri", "asit", 1.0, 32, 6)
 
 
 def test_unfinished_translator_is_not_used(datasets, tmp_path):

@@ -62,7 +62,10 @@ def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, 
     changed = context.manifest.changed_settings(step.name, settings)
     if changed:
         return f"settings changed ({', '.join(changed)}): rerunning it and the steps after it"
-    changed = context.manifest.changed_inputs(step.name, inputs) if "inputs" in record else []
+    if "inputs" not in record:
+        return ("recorded by an older nnunetv2-uda that hashed input folders by path, not content: rerunning it and "
+                "the steps after it")
+    changed = context.manifest.changed_inputs(step.name, inputs)
     if changed:
         return f"the content of {', '.join(changed)} changed: rerunning it and the steps after it"
     return "its inputs or an earlier step changed: rerunning"

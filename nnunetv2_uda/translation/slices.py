@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from nnunetv2_uda.translation.anatomy_space import anatomy_space, normalize
-from nnunetv2_uda.translation.raw_dataset import RawDataset, read_image, read_volume
+from nnunetv2_uda.translation.raw_dataset import DatasetError, RawDataset, read_image, read_volume
 
 TRANSLATION_MODES = ("asit", "cyclegan")
 
@@ -68,7 +68,11 @@ def median_inplane_spacing(dataset: RawDataset) -> float:
 
 def extract_slices(dataset: RawDataset, modality: str, mode: str, inplane_spacing: float, slice_size: int,
                    max_slices_per_case: int, device: str = "cpu") -> torch.Tensor:
-    """A (N, 2, slice_size, slice_size) float16 tensor of evenly spaced axial slices of every case."""
+    """A (N, 2, slice_size, slice_size) float16 tensor of evenly spaced axial slices of every case.
+
+    Flat slices (one value throughout, e.g. MRI end slices below the clipping percentile) are left out: they teach
+    nothing, and instance normalization of a constant map has a NaN gradient that would end training.
+    """
     cached = []
     for case in tqdm(dataset.cases, desc=f"caching {modality.upper()} slices ({dataset.folder.name})", unit="case"):
         volume, spacing, _ = read_volume(dataset.image_file(case))
@@ -78,5 +82,10 @@ def extract_slices(dataset: RawDataset, modality: str, mode: str, inplane_spacin
         stack = torch.from_numpy(np.stack([own[indices], other[indices]], axis=1))
         fill = torch.tensor([float(own.min()), float(other.min())])
         stack = resample_inplane(stack, inplane_size(volume.shape[1:], spacing[1:], inplane_spacing))
-        cached.append(center_crop_or_pad(stack, slice_size, fill).half())
-    return torch.cat(cached)
+        stack = center_crop_or_pad(stack, slice_size, fill).half()
+        flat = (stack.amax(dim=(2, 3)) == stack.amin(dim=(2, 3))).any(dim=1)
+        cached.append(stack[~flat])
+    slices = torch.cat(cached)
+    if len(slices) == 0:
+        raise DatasetError(f"Dataset '{dataset.folder}' has no axial slice with any contrast: every image is flat")
+    return slices
