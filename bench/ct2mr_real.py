@@ -116,8 +116,8 @@ def main() -> None:
     parser.add_argument("--setting", default="paper", choices=sorted(SETTINGS),
                         help="paper: the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF); gin: only CT and only CT "
                              "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN); "
-                             "unet: the paper rows with U-Net translator generators (--output of a paper run reuses "
-                             "its CT network). Same budget. Default: paper")
+                             "unet: the paper rows with U-Net translator generators (--output of a paper run made "
+                             "by this version reuses its CT network). Same budget. Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
     args = parser.parse_args()

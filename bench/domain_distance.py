@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import wasserstein_distance
 
+from nnunetv2_uda.translation.networks import GENERATORS
 from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
 from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import translate_dataset
@@ -115,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"])
     parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"])
-    parser.add_argument("--generators", nargs="+", choices=("resnet", "unet"), default=["resnet"],
+    parser.add_argument("--generators", nargs="+", choices=sorted(GENERATORS), default=["resnet"],
                         help="translator generator architectures to compare (each with every mode)")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--slice_size", type=int, default=128)

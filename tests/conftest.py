@@ -68,6 +68,18 @@ def _completed_or_fail(result: subprocess.CompletedProcess, args: list[str]) -> 
     return result
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a test module: on a shared 2-core machine, multi-threaded small convolutions mostly wait
+    on each other. Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def nnunet_env(tmp_path_factory) -> dict[str, str]:
     """nnU-Net's folder variables in a session tmp dir, exported for in-process use and returned for subprocesses.

@@ -17,6 +17,8 @@ from nnunetv2_uda.translation.losses import (
 )
 from nnunetv2_uda.translation.translator import CycleGAN, TranslatorConfig
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 class Scale(nn.Module):
     """A 'network' with a known output: multiplies by a constant."""
@@ -35,13 +37,6 @@ def images():
     return [torch.rand(2, 1, 8, 8, generator=generator) for _ in range(4)]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One thread: on a shared 2-core machine, multi-threaded small convolutions mostly wait on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_lsgan_loss_is_mean_squared_distance_to_label(images):

@@ -5,12 +5,13 @@ import torch
 
 from nnunetv2_uda.translation.networks import GENERATOR_DOWNSAMPLING, GENERATORS, build_generator
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 @pytest.mark.parametrize("architecture", sorted(GENERATORS))
 def test_generators_keep_the_slice_shape(architecture):
     generator = build_generator(architecture, features=4, residual_blocks=1)
-    for size in (32, 44):
-        assert size % GENERATOR_DOWNSAMPLING == 0
+    for size in (8 * GENERATOR_DOWNSAMPLING, 11 * GENERATOR_DOWNSAMPLING):
         assert generator(torch.randn(2, 1, size, size + 8)).shape == (2, 1, size, size + 8)
 
 
@@ -38,6 +39,5 @@ def _identity_error_after_training(architecture: str, steps: int = 40) -> float:
 
 
 def test_unet_generator_carries_full_resolution_detail_that_resnet_blurs():
-    torch.set_num_threads(1)
     unet, resnet = _identity_error_after_training("unet"), _identity_error_after_training("resnet")
     assert unet < 0.5 * resnet, (unet, resnet)

@@ -20,6 +20,8 @@ from nnunetv2_uda.translation.translator import (
     train_translator,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = {"iterations": 4, "checkpoint_every": 2, "batch_size": 2, "slice_size": 32, "inplane_spacing": 1.6,
         "max_slices_per_case": 4}
@@ -64,13 +66,6 @@ def _dataset(folder, channel, cases, labeled):
     return folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One thread: on a shared 2-core machine, multi-threaded small convolutions mostly wait on each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

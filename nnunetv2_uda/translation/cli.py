@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nnunetv2_uda.translation.networks import GENERATORS
 from nnunetv2_uda.translation.raw_dataset import DatasetError
 from nnunetv2_uda.translation.translator import TranslatorConfigError
 
@@ -60,7 +61,7 @@ def train_translator_entry() -> None:
                         "Default: 10")
     parser.add_argument("--lambda_identity", type=float, default=5.0, help="identity weight (eq. 4 lambda_2). "
                         "Default: 5")
-    parser.add_argument("--generator", choices=("resnet", "unet"), default="resnet",
+    parser.add_argument("--generator", choices=sorted(GENERATORS), default="resnet",
                         help="generator architecture: resnet (CycleGAN's default) or unet (skip connections at "
                              "every scale; keeps outlines sharp after short training). Default: resnet")
     parser.add_argument("--generator_features", type=int, default=8,

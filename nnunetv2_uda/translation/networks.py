@@ -88,11 +88,16 @@ class UnetGenerator(nn.Module):
 GENERATORS: dict[str, type[nn.Module]] = {"resnet": ResnetGenerator, "unet": UnetGenerator}
 
 
-def build_generator(architecture: str, features: int, residual_blocks: int) -> nn.Module:
-    """A one-channel generator by name (``resnet`` or ``unet``); input sides must be multiples of 4."""
+def generator_class(architecture: str) -> type[nn.Module]:
+    """The generator class by name (``resnet`` or ``unet``); an unknown name is refused with the choices."""
     if architecture not in GENERATORS:
         raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got '{architecture}'")
-    return GENERATORS[architecture](1, 1, features, residual_blocks)
+    return GENERATORS[architecture]
+
+
+def build_generator(architecture: str, features: int, residual_blocks: int) -> nn.Module:
+    """A one-channel generator by name; input sides must be multiples of GENERATOR_DOWNSAMPLING."""
+    return generator_class(architecture)(1, 1, features, residual_blocks)
 
 
 class PatchDiscriminator(nn.Module):

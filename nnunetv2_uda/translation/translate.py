@@ -58,8 +58,7 @@ def translate_volume(generator: torch.nn.Module, source_space: np.ndarray, spaci
     """T_t applied slice-wise to a (Z, Y, X) volume given in the translator's CT space; same shape out."""
     shape_yx = source_space.shape[1:]
     work_size = inplane_size(shape_yx, spacing_zyx[1:], inplane_spacing)
-    multiple = GENERATOR_DOWNSAMPLING
-    pad_y, pad_x = (-work_size[0]) % multiple, (-work_size[1]) % multiple
+    pad_y, pad_x = (-work_size[0]) % GENERATOR_DOWNSAMPLING, (-work_size[1]) % GENERATOR_DOWNSAMPLING
     background = float(source_space.min())
     out = np.empty(source_space.shape, dtype=np.float32)
     for start in range(0, source_space.shape[0], slices_per_batch):

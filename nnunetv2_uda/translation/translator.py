@@ -21,7 +21,12 @@ from tqdm import tqdm
 from nnunetv2_uda.atomic_files import save_figure
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
-from nnunetv2_uda.translation.networks import GENERATOR_DOWNSAMPLING, GENERATORS, PatchDiscriminator, build_generator
+from nnunetv2_uda.translation.networks import (
+    GENERATOR_DOWNSAMPLING,
+    PatchDiscriminator,
+    build_generator,
+    generator_class,
+)
 from nnunetv2_uda.translation.raw_dataset import open_raw_dataset, write_json_atomic
 from nnunetv2_uda.translation.slices import TRANSLATION_MODES, extract_slices, median_inplane_spacing
 
@@ -61,8 +66,7 @@ class TranslatorConfig:
     def __post_init__(self):
         if self.mode not in TRANSLATION_MODES:
             raise ValueError(f"mode must be one of {TRANSLATION_MODES}, got '{self.mode}'")
-        if self.generator not in GENERATORS:
-            raise ValueError(f"generator must be one of {sorted(GENERATORS)}, got '{self.generator}'")
+        generator_class(self.generator)  # refuses an unknown name before any slice is cached
         if self.slice_size % GENERATOR_DOWNSAMPLING or self.slice_size < 32:
             raise ValueError(f"slice_size must be a multiple of 4 and at least 32, got {self.slice_size}")
         for name in ("iterations", "batch_size", "max_slices_per_case"):
