@@ -61,6 +61,9 @@ SETTINGS = {
              "translator": {**BUDGET["translator"],
                             "extra_args": [*BUDGET["translator"]["extra_args"], "--generator", "unet"]}},
 }
+# --setting unet_ct_plf (docs/pipeline.md, "Warm starts that keep the segmentation heads"): the unet setting plus the
+# row only CT + PLF; with --output of a unet run its CT network and translators are reused
+SETTINGS["unet_ct_plf"] = {**SETTINGS["unet"], "ablation": [*ROWS, "only_ct_plf"]}
 
 
 def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
@@ -117,7 +120,9 @@ def main() -> None:
                         help="paper: the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF); gin: only CT and only CT "
                              "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN); "
                              "unet: the paper rows with U-Net translator generators (--output of a paper run made "
-                             "by this version reuses its CT network). Same budget. Default: paper")
+                             "by this version reuses its CT network); unet_ct_plf: unet plus the row only CT + PLF "
+                             "(--output of a unet run reuses its CT network and translators). Same budget. "
+                             "Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
     args = parser.parse_args()

@@ -111,6 +111,10 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     assert sorted(p.name for p in (final / "labelsTr").iterdir()) == sorted(
         [f"{c}.nii.gz" for c in kept] + ["ct_PhantomCT_0000.nii.gz", "ct_PhantomCT_0001.nii.gz"])
     assert Path(manifest["final_asit_mdm"]["outputs"]["checkpoint"]).is_file()
+    for warm_started in ("selftrain_asit_mdm", "final_asit_mdm"):  # nnU-Net's -pretrained_weights drops the heads
+        log_text = (tmp_path / "out" / "logs" / f"{warm_started}.log").read_text()
+        assert "-pretrained_weights" in log_text and "segmentation head weights loaded from" in log_text
+    assert "segmentation head weights loaded" not in (tmp_path / "out" / "logs" / "train_asit.log").read_text()
     assert len(list((tmp_path / "out" / "predictions" / "asit_mdm" / "validation").glob("*.nii.gz"))) == 6
     summary = json.loads((tmp_path / "out" / "evaluation" / "asit_mdm_plf" / "summary.json").read_text())
     assert summary["num_cases"] == 6 and "liver" in summary["organs"]

@@ -26,7 +26,7 @@ from nnunetv2_uda.pipeline.datasets import (
 from nnunetv2_uda.pipeline.manifest import FINGERPRINT_BLOCK_BYTES, Manifest, file_fingerprint, folder_fingerprint
 from nnunetv2_uda.pipeline.report import table7
 from nnunetv2_uda.pipeline.runner import rerun_reason
-from nnunetv2_uda.pipeline.stages import build_steps, row_plan
+from nnunetv2_uda.pipeline.stages import build_steps, parts_folder, row_plan
 
 
 def minimal(tmp_path: Path, **overrides) -> dict:
@@ -235,6 +235,21 @@ def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     assert trainers["final_asit_mdm"] == "nnUNetTrainerUDAQuickGIN"
 
 
+def test_warm_started_networks_get_the_warm_start_learning_rate(tmp_path):
+    config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuick", source_warm_start=True,
+                                      warm_start_lr="2e-4", ablation=["only_ct", "asit", "asit_mdm_plf"]))
+    assert config.warm_start_lr == pytest.approx(2e-4)  # YAML reads 2e-4 as a string
+    steps, _ = build_steps(config, ["only_ct", "asit", "asit_mdm", "asit_mdm_plf"])
+    settings = {step.name: step.settings for step in steps}
+    assert "_lr" not in settings["train_ct"]["trainer"] and "warm_start_lr" not in settings["train_ct"]
+    assert settings["train_asit"]["trainer"] == "nnUNetTrainerUDAQuickPseudoLabel_1000epochs_250iters_lr2en4_noval"
+    assert settings["selftrain_asit_mdm"]["warm_start_lr"] == settings["final_asit_mdm"]["warm_start_lr"] == 2e-4
+    unset = {step.name: step.settings for step in build_steps(config_from_dict(minimal(tmp_path)), ["asit_mdm_plf"])[0]}
+    assert "warm_start_lr" not in unset["final_asit_mdm"]  # runs recorded before the key existed are not repeated
+    with pytest.raises(ConfigError, match="'warm_start_lr': learning rate 1.5 cannot be written"):
+        config_from_dict(minimal(tmp_path, warm_start_lr=1.5))
+
+
 def test_table7_form():
     summary = {"liver": {"DSC": {"mean": 0.9}, "NSD": {"mean": 0.8}}, "mean": {"DSC": {"mean": 0.9},
                                                                                "NSD": {"mean": 0.8}}}
@@ -257,3 +272,15 @@ def test_rerun_reason_names_the_changed_input_folder(tmp_path):
     del manifest.stages["train_ct"]["inputs"]  # as written before input folders were fingerprinted by content
     assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
         "recorded by an older nnunetv2-uda")
+
+
+def test_prediction_parts_belong_to_one_trained_network(tmp_path):
+    checkpoint = tmp_path / "checkpoint_final.pth"
+    checkpoint.write_bytes(b"weights of the first network")
+    context = SimpleNamespace(out=tmp_path / "out", current_hash="h1")
+    model = {"checkpoint": str(checkpoint)}
+    first = parts_folder(context, "pseudolabel_asit", model)
+    assert first.parent == tmp_path / "out" / "parts" / "pseudolabel_asit" and first.name.startswith("h1_")
+    assert parts_folder(context, "pseudolabel_asit", model) == first
+    checkpoint.write_bytes(b"weights of the retrained network")  # same settings, so the same input hash
+    assert parts_folder(context, "pseudolabel_asit", model) != first

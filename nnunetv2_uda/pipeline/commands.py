@@ -14,8 +14,9 @@ class StageCommandError(RuntimeError):
     pass
 
 
-def run_logged(args: list, log_file: Path, quiet: bool = False) -> None:
-    """Runs ``args`` with stdout+stderr copied to ``log_file`` (appended) and, unless ``quiet``, to our stdout."""
+def run_logged(args: list, log_file: Path, quiet: bool = False, env: dict[str, str] | None = None) -> None:
+    """Runs ``args`` (in ``env``, default ours) with stdout+stderr copied to ``log_file`` (appended) and, unless
+    ``quiet``, to our stdout."""
     args = [str(a) for a in args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
@@ -24,7 +25,7 @@ def run_logged(args: list, log_file: Path, quiet: bool = False) -> None:
         if not quiet:
             print(f"$ {shlex.join(args)}", flush=True)
         try:
-            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except FileNotFoundError as error:
             raise StageCommandError(f"command '{args[0]}' not found: is nnunetv2-uda installed in this "
                                     f"environment?") from error

@@ -28,11 +28,12 @@ from nnunetv2_uda.pipeline.datasets import (
     link_or_copy,
     write_raw_dataset,
 )
-from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.pipeline.manifest import Manifest, file_fingerprint
 from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
 from nnunetv2_uda.pseudolabels.snapshots import DATASET_JSON_KEY, SNAPSHOT_SUBFOLDER
 from nnunetv2_uda.training.budget import budget_trainer_name
+from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE
 
 PLANS = "nnUNetPlansUDASmall"
 PLANNER = "nnUNetPlannerUDASmall"
@@ -146,7 +147,8 @@ def prepare_preprocessed(context: Context, step: str, dataset_id: int, name: str
 
 def train(context: Context, step: str, dataset_id: int, name: str, trainer: str, resume: bool,
           pretrained: Path | None) -> dict:
-    """nnUNetv2_train; a resumed step continues from nnU-Net's own checkpoint (``--c``)."""
+    """nnUNetv2_train; a resumed step continues from nnU-Net's own checkpoint (``--c``), a warm start keeps the
+    pretrained segmentation heads (:mod:`nnunetv2_uda.training.warm_start`)."""
     folder = fold_folder(context, name, trainer)
     checkpoint = folder / "checkpoint_latest.pth"
     continuing = resume and checkpoint.is_file()
@@ -158,17 +160,27 @@ def train(context: Context, step: str, dataset_id: int, name: str, trainer: str,
             "-device", config.device]
     if config.num_gpus > 1:
         args += ["-num_gpus", config.num_gpus]
+    env = {key: value for key, value in os.environ.items() if key != PRETRAINED_HEADS_VARIABLE}
     if continuing:
         args.append("--c")
-    elif pretrained is not None:
+    elif pretrained is not None:  # same labels throughout: the segmentation heads are carried over too
         args += ["-pretrained_weights", pretrained]
-    run_logged(args, context.log_file(step))
+        env[PRETRAINED_HEADS_VARIABLE] = str(pretrained)
+    run_logged(args, context.log_file(step), env=env)
     final = folder / "checkpoint_final.pth"
     if not final.is_file():
         raise RuntimeError(f"nnUNetv2_train finished without writing {final}")
     return {"dataset_id": dataset_id, "dataset": name, "trainer": trainer, "plans": PLANS,
             "configuration": config.configuration, "fold": config.fold, "model_folder": str(folder.parent),
             "checkpoint": str(final)}
+
+
+def parts_folder(context: Context, step: str, model: dict) -> Path:
+    """Where a prediction step's parts go: named by the step's input hash and by the model checkpoint's content, so
+    a network retrained under unchanged settings (its manifest record removed, or a new nnunetv2-uda) never finds
+    the parts its predecessor predicted."""
+    checkpoint = file_fingerprint(Path(model["checkpoint"])).split(":")[1]
+    return context.out / "parts" / step / f"{context.current_hash}_{checkpoint}"
 
 
 def predict_in_parts(context: Context, step: str, model: dict, images: Path, output: Path) -> bool:
@@ -180,7 +192,7 @@ def predict_in_parts(context: Context, step: str, model: dict, images: Path, out
     ``output``. Returns False in a worker (the owner merges).
     """
     config = context.config
-    parts_root = context.out / "parts" / step / context.current_hash
+    parts_root = parts_folder(context, step, model)
     if parts_root.parent.is_dir():
         for stale in parts_root.parent.iterdir():
             if stale != parts_root and not context.worker:
@@ -222,9 +234,10 @@ def write_labels_dataset_json(context: Context, folder: Path) -> None:
         {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
 
 
-def budget(epochs: int, iterations: int, base: str) -> str:
-    """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped."""
-    return budget_trainer_name(base, epochs, iterations, final_validation=False)
+def budget(epochs: int, iterations: int, base: str, warm_start_lr: float | None = None) -> str:
+    """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped; a
+    warm-started one may get its own initial learning rate (``warm_start_lr``)."""
+    return budget_trainer_name(base, epochs, iterations, final_validation=False, initial_lr=warm_start_lr)
 
 
 # ------------------------------------------------------------------------------------------------------------ steps
@@ -290,9 +303,10 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     """Train on CT or fake MRI with the CT labels, then pseudo-label the real MRI."""
     snapshots = source == "asit" and needs_mdm_order(config)
     training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
-    trainer = budget(training.epochs, training.iterations_per_epoch,
-                     TRAINERS[config.trainer] if snapshots else config.trainer)
     from_ct = source != "ct" and config.source_warm_start
+    trainer = budget(training.epochs, training.iterations_per_epoch,
+                     TRAINERS[config.trainer] if snapshots else config.trainer,
+                     config.warm_start_lr if from_ct else None)
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
     role = "source_ct" if source == "ct" else f"fake_{source}"
 
@@ -379,9 +393,10 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     source = variant.removesuffix("_mdm")
     labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
     source_network = f"train_{source}"
+    warm_start_lr = config.warm_start_lr if config.warm_start else None
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
-                               TRAINERS[config.trainer])
-    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
+                               TRAINERS[config.trainer], warm_start_lr)
+    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer, warm_start_lr)
 
     def selftrain(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset(f"selftrain_{variant}")
@@ -443,11 +458,14 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
             outputs[kind] = str(output)
         return outputs
 
+    # only where set, so that runs recorded before the key existed are not repeated
+    learning_rate_setting = {"warm_start_lr": warm_start_lr} if warm_start_lr is not None else {}
     selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
                           "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus,
-                          "trainer": TRAINERS[config.trainer]}
+                          "trainer": TRAINERS[config.trainer], **learning_rate_setting}
     final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
-                      "fold": config.fold, "num_gpus": config.num_gpus, "trainer": config.trainer}
+                      "fold": config.fold, "num_gpus": config.num_gpus, "trainer": config.trainer,
+                      **learning_rate_setting}
     final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = [

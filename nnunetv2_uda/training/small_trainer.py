@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE, load_segmentation_heads, unwrapped
 
 
 class nnUNetTrainerUDASmall(nnUNetTrainer):
@@ -12,8 +16,9 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
 
     Most of these are nnU-Net's defaults today; they are restated here so that the protocol stays the paper's if
     nnU-Net's defaults move. The one change is inference: no test-time mirroring (the paper's speed budget), while
-    training keeps mirroring augmentation. Budget variants (``nnUNetTrainerUDASmall_5epochs_20iters``) come from
-    :mod:`nnunetv2_uda.training.budget`.
+    training keeps mirroring augmentation. A warm start can keep the pretrained segmentation heads, which
+    ``-pretrained_weights`` drops (:mod:`nnunetv2_uda.training.warm_start`). Budget variants
+    (``nnUNetTrainerUDASmall_5epochs_20iters``) come from :mod:`nnunetv2_uda.training.budget`.
     """
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -29,3 +34,11 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def on_train_start(self):
+        super().on_train_start()
+        checkpoint = os.environ.get(PRETRAINED_HEADS_VARIABLE)
+        if checkpoint and self.current_epoch == 0:  # a resumed run has its own trained heads
+            heads = load_segmentation_heads(unwrapped(self.network), checkpoint)
+            self.print_to_log_file(f"{len(heads)} segmentation head weights loaded from {checkpoint} "
+                                   f"({PRETRAINED_HEADS_VARIABLE})")
