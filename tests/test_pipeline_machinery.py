@@ -244,8 +244,13 @@ def test_warm_started_networks_get_the_warm_start_learning_rate(tmp_path):
     assert "_lr" not in settings["train_ct"]["trainer"] and "warm_start_lr" not in settings["train_ct"]
     assert settings["train_asit"]["trainer"] == "nnUNetTrainerUDAQuickPseudoLabel_1000epochs_250iters_lr2en4_noval"
     assert settings["selftrain_asit_mdm"]["warm_start_lr"] == settings["final_asit_mdm"]["warm_start_lr"] == 2e-4
-    unset = {step.name: step.settings for step in build_steps(config_from_dict(minimal(tmp_path)), ["asit_mdm_plf"])[0]}
-    assert "warm_start_lr" not in unset["final_asit_mdm"]  # runs recorded before the key existed are not repeated
+    # warm-started steps record that the heads were carried, so networks of older versions (random heads) are retrained
+    assert settings["train_asit"]["pretrained_heads"] == settings["final_asit_mdm"]["pretrained_heads"] == "carried"
+    assert "pretrained_heads" not in settings["train_ct"]
+    cold = config_from_dict(minimal(tmp_path, warm_start=False, ablation="asit_mdm_plf"))
+    cold_settings = {step.name: step.settings for step in build_steps(cold, ["asit_mdm_plf"])[0]}
+    assert not any("pretrained_heads" in cold_settings[name] for name in ("train_asit", "selftrain_asit_mdm",
+                                                                          "final_asit_mdm"))
     with pytest.raises(ConfigError, match="'warm_start_lr': learning rate 1.5 cannot be written"):
         config_from_dict(minimal(tmp_path, warm_start_lr=1.5))
 

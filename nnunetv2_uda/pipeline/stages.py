@@ -35,6 +35,9 @@ from nnunetv2_uda.pseudolabels.snapshots import DATASET_JSON_KEY, SNAPSHOT_SUBFO
 from nnunetv2_uda.training.budget import budget_trainer_name
 from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE
 
+# recorded with every warm-started step: a network warm-started before the heads were carried over (a run recorded by
+# an older nnunetv2-uda) is retrained, its settings having changed; unset keys keep other steps' records valid
+WARM_START_SETTINGS = {"pretrained_heads": "carried"}
 PLANS = "nnUNetPlansUDASmall"
 PLANNER = "nnUNetPlannerUDASmall"
 ZSCORE_CHANNEL = "zscore"  # nnU-Net's z-score normalization: one intensity treatment for CT, fake MRI and MRI
@@ -329,7 +332,8 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
 
     settings = {"budget": dataclasses.asdict(training), "device": config.device, "fold": config.fold,
                 "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
-                "num_snapshots": config.self_training.num_snapshots if snapshots else None}
+                "num_snapshots": config.self_training.num_snapshots if snapshots else None,
+                **(WARM_START_SETTINGS if from_ct else {})}
     return [
         Step(f"train_{source}", f"train the segmentation network on {source_name(source)} with the CT labels",
              train_source, settings, depends=upstream),
@@ -458,14 +462,13 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
             outputs[kind] = str(output)
         return outputs
 
-    # only where set, so that runs recorded before the key existed are not repeated
-    learning_rate_setting = {"warm_start_lr": warm_start_lr} if warm_start_lr is not None else {}
+    warm_settings = {**WARM_START_SETTINGS, "warm_start_lr": warm_start_lr} if config.warm_start else {}
     selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
                           "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus,
-                          "trainer": TRAINERS[config.trainer], **learning_rate_setting}
+                          "trainer": TRAINERS[config.trainer], **warm_settings}
     final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
                       "fold": config.fold, "num_gpus": config.num_gpus, "trainer": config.trainer,
-                      **learning_rate_setting}
+                      **warm_settings}
     final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = [
