@@ -14,20 +14,6 @@ def test_name_round_trip():
     assert budget.budget_trainer_name("nnUNetTrainerUDASmall", 5, 20) == "nnUNetTrainerUDASmall_5epochs_20iters"
     assert budget.budget_trainer_name("nnUNetTrainerUDAQuick", 5, 20, final_validation=False) == \
         "nnUNetTrainerUDAQuick_5epochs_20iters_noval"
-    assert budget.budget_trainer_name("nnUNetTrainerUDAQuick", 2, 100, final_validation=False, initial_lr=2e-4) == \
-        "nnUNetTrainerUDAQuick_2epochs_100iters_lr2en4_noval"
-
-
-@pytest.mark.parametrize(("learning_rate", "spelling"), [(2e-4, "2en4"), (1e-2, "1en2"), (2.5e-4, "25en5"),
-                                                         (3e-7, "3en7")])
-def test_learning_rate_spelling_is_nnunets(learning_rate, spelling):
-    assert budget.learning_rate_spelling(learning_rate) == spelling
-
-
-@pytest.mark.parametrize("learning_rate", [0.0, 1.5, -1e-3, 1.2345e-4])
-def test_unspellable_learning_rates_are_refused(learning_rate):
-    with pytest.raises(ValueError, match="cannot be written"):
-        budget.learning_rate_spelling(learning_rate)
 
 
 def test_nnunet_lookup_returns_a_subclass_of_the_base_trainer():
@@ -57,26 +43,9 @@ def test_variant_trains_the_requested_budget(tiny_plans):
     assert trainer.initial_lr == 0.01
 
 
-def test_learning_rate_variant_starts_at_its_rate(tiny_plans):
-    import json
-
-    import torch
-
-    plans = {**json.loads(tiny_plans.read_text()), "continue_training": False}
-    dataset_json = json.loads((tiny_plans.parent / "dataset.json").read_text())
-    name = "nnUNetTrainerUDAQuick_2epochs_3iters_lr2en4_noval"
-    trainer = recursive_find_trainer_class_by_name(name)(plans, "2d", 0, dataset_json, torch.device("cpu"))
-    assert trainer.initial_lr == pytest.approx(2e-4)  # the base trainer's own rate is 2e-3
-    assert (trainer.num_epochs, trainer.num_iterations_per_epoch) == (2, 3)
-    trainer.initialize()
-    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(2e-4)
-    assert "learning rate of 0.0002" in type(trainer).__doc__
-
-
-@pytest.mark.parametrize("name", ["nnUNetTrainerUDASmall_0epochs", "nnUNetTrainerUDASmall_2epochs_0iters",
-                                  "nnUNetTrainerUDASmall_2epochs_lr0en4"])
+@pytest.mark.parametrize("name", ["nnUNetTrainerUDASmall_0epochs", "nnUNetTrainerUDASmall_2epochs_0iters"])
 def test_empty_budgets_are_refused(name):
-    with pytest.raises(ValueError, match="at least 1|above 0"):
+    with pytest.raises(ValueError, match="at least 1"):
         budget.make_budget_trainer(name)
 
 

@@ -235,15 +235,20 @@ def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     assert trainers["final_asit_mdm"] == "nnUNetTrainerUDAQuickGIN"
 
 
-def test_warm_started_networks_get_the_warm_start_learning_rate(tmp_path):
-    config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuick", source_warm_start=True,
-                                      warm_start_lr="2e-4", ablation=["only_ct", "asit", "asit_mdm_plf"]))
-    assert config.warm_start_lr == pytest.approx(2e-4)  # YAML reads 2e-4 as a string
+def test_number_keys_accept_yaml_exponents_without_a_dot(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  threshold: 1e-2\n"
+                           "  keep_fraction: null\n")
+    assert yaml.safe_load(config_file.read_text())["self_training"]["threshold"] == "1e-2"  # YAML 1.1: a string
+    assert load_config(config_file).self_training.threshold == pytest.approx(0.01)
+    with pytest.raises(ConfigError, match="'self_training.threshold': expected a number, got 'low'"):
+        config_from_dict(minimal(tmp_path, self_training={"threshold": "low", "keep_fraction": None}))
+
+
+def test_warm_started_steps_record_that_the_heads_are_carried(tmp_path):
+    config = config_from_dict(minimal(tmp_path, source_warm_start=True, ablation=["only_ct", "asit", "asit_mdm_plf"]))
     steps, _ = build_steps(config, ["only_ct", "asit", "asit_mdm", "asit_mdm_plf"])
     settings = {step.name: step.settings for step in steps}
-    assert "_lr" not in settings["train_ct"]["trainer"] and "warm_start_lr" not in settings["train_ct"]
-    assert settings["train_asit"]["trainer"] == "nnUNetTrainerUDAQuickPseudoLabel_1000epochs_250iters_lr2en4_noval"
-    assert settings["selftrain_asit_mdm"]["warm_start_lr"] == settings["final_asit_mdm"]["warm_start_lr"] == 2e-4
     # warm-started steps record that the heads were carried, so networks of older versions (random heads) are retrained
     assert settings["train_asit"]["pretrained_heads"] == settings["final_asit_mdm"]["pretrained_heads"] == "carried"
     assert "pretrained_heads" not in settings["train_ct"]
@@ -251,8 +256,6 @@ def test_warm_started_networks_get_the_warm_start_learning_rate(tmp_path):
     cold_settings = {step.name: step.settings for step in build_steps(cold, ["asit_mdm_plf"])[0]}
     assert not any("pretrained_heads" in cold_settings[name] for name in ("train_asit", "selftrain_asit_mdm",
                                                                           "final_asit_mdm"))
-    with pytest.raises(ConfigError, match="'warm_start_lr': learning rate 1.5 cannot be written"):
-        config_from_dict(minimal(tmp_path, warm_start_lr=1.5))
 
 
 def test_table7_form():

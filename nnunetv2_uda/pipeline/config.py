@@ -16,7 +16,6 @@ from pathlib import Path
 import yaml
 
 from nnunetv2_uda.pipeline.datasets import DATASET_ROLES
-from nnunetv2_uda.training.budget import learning_rate_spelling
 
 ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf", "only_ct_plf")
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
@@ -98,7 +97,6 @@ class PipelineConfig:
     num_parts: int = 1
     warm_start: bool = True
     source_warm_start: bool = False
-    warm_start_lr: float | None = None
     mri_default_sequence: str | None = None
     ablation: str | list[str] = "asit_mdm_plf"
     sequence_order: list[str] | None = None
@@ -245,11 +243,6 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'final.max_ct_cases': must be at least 0, got {config.final.max_ct_cases}")
     if config.final.ct_source not in ("fake_mri", "ct"):
         problems.append(f"'final.ct_source': {config.final.ct_source!r} is not 'fake_mri' or 'ct'")
-    if isinstance(config.warm_start_lr, float):
-        try:
-            learning_rate_spelling(config.warm_start_lr)
-        except ValueError as error:
-            problems.append(f"'warm_start_lr': {error}")
     selftrain = config.self_training
     if (selftrain.threshold is None) == (selftrain.keep_fraction is None):
         problems.append("'self_training': set exactly one of 'threshold' and 'keep_fraction' (the other null)")

@@ -237,10 +237,9 @@ def write_labels_dataset_json(context: Context, folder: Path) -> None:
         {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
 
 
-def budget(epochs: int, iterations: int, base: str, warm_start_lr: float | None = None) -> str:
-    """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped; a
-    warm-started one may get its own initial learning rate (``warm_start_lr``)."""
-    return budget_trainer_name(base, epochs, iterations, final_validation=False, initial_lr=warm_start_lr)
+def budget(epochs: int, iterations: int, base: str) -> str:
+    """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped."""
+    return budget_trainer_name(base, epochs, iterations, final_validation=False)
 
 
 # ------------------------------------------------------------------------------------------------------------ steps
@@ -308,8 +307,7 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
     from_ct = source != "ct" and config.source_warm_start
     trainer = budget(training.epochs, training.iterations_per_epoch,
-                     TRAINERS[config.trainer] if snapshots else config.trainer,
-                     config.warm_start_lr if from_ct else None)
+                     TRAINERS[config.trainer] if snapshots else config.trainer)
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
     role = "source_ct" if source == "ct" else f"fake_{source}"
 
@@ -397,10 +395,9 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     source = variant.removesuffix("_mdm")
     labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
     source_network = f"train_{source}"
-    warm_start_lr = config.warm_start_lr if config.warm_start else None
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
-                               TRAINERS[config.trainer], warm_start_lr)
-    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer, warm_start_lr)
+                               TRAINERS[config.trainer])
+    final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
 
     def selftrain(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset(f"selftrain_{variant}")
@@ -462,7 +459,7 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
             outputs[kind] = str(output)
         return outputs
 
-    warm_settings = {**WARM_START_SETTINGS, "warm_start_lr": warm_start_lr} if config.warm_start else {}
+    warm_settings = WARM_START_SETTINGS if config.warm_start else {}
     selftrain_settings = {"self_training": config.to_dict()["self_training"], "warm_start": config.warm_start,
                           "device": config.device, "fold": config.fold, "num_gpus": config.num_gpus,
                           "trainer": TRAINERS[config.trainer], **warm_settings}

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from torch._dynamo import OptimizedModule
 from tqdm import tqdm
 
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files
@@ -88,13 +87,10 @@ class nnUNetTrainerUDAPseudoLabel(nnUNetTrainerUDASmall):
         previous = load_record(self.snapshot_folder) if (self.snapshot_folder / RECORD_FILE).is_file() else None
         return resume_record(previous, fresh, self.current_epoch)
 
-    def _unwrapped_network(self) -> torch.nn.Module:
-        return self.network.module if self.is_ddp else self.network
-
     def take_snapshot(self, epoch: int) -> None:
         """Predicts all target images with the current weights into ``epoch_<EEEE>`` (written aside, then renamed)."""
-        network = self._unwrapped_network()
-        weights = (network._orig_mod if isinstance(network, OptimizedModule) else network).state_dict()
+        network = self.plain_network()
+        weights = network.state_dict()
         predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                     perform_everything_on_device=True, device=self.device, verbose=False,
                                     verbose_preprocessing=False, allow_tqdm=False)

@@ -6,8 +6,9 @@ import os
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from torch._dynamo import OptimizedModule
 
-from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE, load_segmentation_heads, unwrapped
+from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE, load_segmentation_heads
 
 
 class nnUNetTrainerUDASmall(nnUNetTrainer):
@@ -39,6 +40,12 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
         super().on_train_start()
         checkpoint = os.environ.get(PRETRAINED_HEADS_VARIABLE)
         if checkpoint and self.current_epoch == 0:  # a resumed run has its own trained heads
-            heads = load_segmentation_heads(unwrapped(self.network), checkpoint)
+            heads = load_segmentation_heads(self.plain_network(), checkpoint)
             self.print_to_log_file(f"{len(heads)} segmentation head weights loaded from {checkpoint} "
                                    f"({PRETRAINED_HEADS_VARIABLE})")
+
+    def plain_network(self) -> torch.nn.Module:
+        """The network under the DDP and torch.compile wrappers, whose state-dict keys carry prefixes (unwrapped as
+        nnU-Net's own ``save_checkpoint`` does)."""
+        network = self.network.module if self.is_ddp else self.network
+        return network._orig_mod if isinstance(network, OptimizedModule) else network

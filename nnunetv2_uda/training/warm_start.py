@@ -55,13 +55,3 @@ def load_segmentation_heads(network: torch.nn.Module, checkpoint_file: str | Pat
                 f"('{key}' differs); pass the same file to nnUNetv2_train -pretrained_weights, or unset the variable")
     network.load_state_dict({**state, **{key: pretrained[key] for key in heads}})
     return heads
-
-
-def unwrapped(network: torch.nn.Module) -> torch.nn.Module:
-    """The plain network under DDP and torch.compile wrappers (whose state-dict keys carry prefixes)."""
-    from torch._dynamo import OptimizedModule
-    from torch.nn.parallel import DistributedDataParallel
-
-    if isinstance(network, DistributedDataParallel):
-        network = network.module
-    return network._orig_mod if isinstance(network, OptimizedModule) else network
