@@ -64,6 +64,11 @@ SETTINGS = {
 # --setting unet_ct_plf (docs/pipeline.md, "Warm starts that keep the segmentation heads"): the unet setting plus the
 # row only CT + PLF; with --output of a unet run its CT network and translators are reused
 SETTINGS["unet_ct_plf"] = {**SETTINGS["unet"], "ablation": [*ROWS, "only_ct_plf"]}
+# --setting organs4 (docs/pipeline.md, "Rows on the four evaluated organs"): the same budget with the networks trained
+# on liver, kidneys and spleen only (the issue's "legitimate user option", reported as its own rows); the CycleGAN
+# translator with the U-Net generator, the best translator row measured on 13 organs
+SETTINGS["organs4"] = {**SETTINGS["unet"], "ablation": ["only_ct", "cyclegan", "only_ct_plf"],
+                       "organs": list(ORGANS), "dataset_id_base": 850}
 
 
 def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
@@ -121,7 +126,9 @@ def main() -> None:
                              "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN); "
                              "unet: the paper rows with U-Net translator generators (--output of a paper run made "
                              "by this version reuses its CT network); unet_ct_plf: unet plus the row only CT + PLF "
-                             "(--output of a unet run reuses its CT network and translators). Same budget. "
+                             "(--output of a unet run reuses its CT network and translators); organs4: only CT, "
+                             "CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four "
+                             "evaluated organs only (the 'organs' key). Same budget. "
                              "Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
@@ -131,6 +138,7 @@ def main() -> None:
     default_output = "ct2mr_real" if args.setting == "paper" else f"ct2mr_real_{args.setting}"
     output = (args.output or REPO / "bench_output" / default_output).resolve()
     env = nnunet_environment(output)
+    output.mkdir(parents=True, exist_ok=True)  # nnunet_environment makes it only when nnU-Net's folders are unset
     config_file = output / "ct2mr_real.yaml"
     config = bench_config(args.data.resolve(), output, args.device, args.setting)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -24,17 +24,22 @@ def test_without_data_it_says_so_and_exits(command, tmp_path):
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
-@pytest.mark.parametrize("setting", ["paper", "unet", "unet_ct_plf"])
+@pytest.mark.parametrize("setting", ["paper", "unet", "unet_ct_plf", "organs4"])
 def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env):
     result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--setting", setting],
                             env=nnunet_env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = "only_ct, cyclegan, asit, asit_plf" + (", only_ct_plf" if setting == "unet_ct_plf" else "")
-    assert "MDM is left out" in result.stdout and f"rows: {rows}\n" in result.stdout
-    assert "evaluate_asit_plf" in result.stdout and "mdm:" not in result.stdout
+    if setting == "organs4":  # no ASIT row, so nothing about MDM to say
+        assert "rows: only_ct, cyclegan, only_ct_plf\n" in result.stdout and "evaluate_only_ct_plf" in result.stdout
+    else:
+        rows = "only_ct, cyclegan, asit, asit_plf" + (", only_ct_plf" if setting == "unet_ct_plf" else "")
+        assert "MDM is left out" in result.stdout and f"rows: {rows}\n" in result.stdout
+        assert "evaluate_asit_plf" in result.stdout and "mdm:" not in result.stdout
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
     assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
-    assert ("--generator" in config["translator"]["extra_args"]) == setting.startswith("unet")
+    assert ("--generator" in config["translator"]["extra_args"]) == (setting != "paper")
+    four = ["liver", "right kidney", "left kidney", "spleen"]
+    assert config.get("organs") == (four if setting == "organs4" else None)
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
 
 

@@ -1,5 +1,5 @@
-"""``nnUNetv2_uda_run`` end to end on tiny phantoms: every stage's artifacts, the report, kill-and-resume and a
-changed setting, all through the installed commands with minimal budgets on the CPU."""
+"""``nnUNetv2_uda_run`` end to end on tiny phantoms: every stage's artifacts, the report, kill-and-resume, a
+changed setting and training on chosen organs, all through the installed commands with minimal budgets on the CPU."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import yaml
 
 pytestmark = pytest.mark.slow
@@ -36,6 +38,7 @@ def tiny_config(root: Path, final_epochs: int = 1) -> dict:
         "num_processes": 1,
         "num_parts": 2,
         "ablation": "asit_mdm_plf",
+        "organs": ["spleen", "liver"],  # renumbered 1, 2 in every network (the other organs become background)
         "sequence_order": ["T2", "T1", "DWI"],
         "translator": {"iterations": 6, "batch_size": 2, "extra_args": ["--slice_size", "48"]},
         "source_training": {"epochs": 1, "iterations_per_epoch": 2},
@@ -111,13 +114,20 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     assert sorted(p.name for p in (final / "labelsTr").iterdir()) == sorted(
         [f"{c}.nii.gz" for c in kept] + ["ct_PhantomCT_0000.nii.gz", "ct_PhantomCT_0001.nii.gz"])
     assert Path(manifest["final_asit_mdm"]["outputs"]["checkpoint"]).is_file()
+    chosen = {"background": 0, "liver": 1, "spleen": 2}
+    for dataset in ("Dataset700_UDASourceCT", "Dataset701_UDAFakeMRIASIT", "Dataset705_UDAFinalASITMDM"):
+        assert json.loads((raw / dataset / "dataset.json").read_text())["labels"] == chosen, dataset
+    for label_file in [*(fake / "labelsTr").iterdir(), final / "labelsTr" / "ct_PhantomCT_0000.nii.gz"]:
+        values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))).tolist())
+        assert values == {0, 1, 2}, (label_file, values)
+    assert json.loads((tmp_path / "out" / "pseudolabels" / "asit" / "dataset.json").read_text())["labels"] == chosen
     for warm_started in ("selftrain_asit_mdm", "final_asit_mdm"):  # nnU-Net's -pretrained_weights drops the heads
         log_text = (tmp_path / "out" / "logs" / f"{warm_started}.log").read_text()
         assert "-pretrained_weights" in log_text and "segmentation head weights loaded from" in log_text
     assert "segmentation head weights loaded" not in (tmp_path / "out" / "logs" / "train_asit.log").read_text()
     assert len(list((tmp_path / "out" / "predictions" / "asit_mdm" / "validation").glob("*.nii.gz"))) == 6
     summary = json.loads((tmp_path / "out" / "evaluation" / "asit_mdm_plf" / "summary.json").read_text())
-    assert summary["num_cases"] == 6 and "liver" in summary["organs"]
+    assert summary["num_cases"] == 6 and {"liver", "spleen", "stomach"} <= set(summary["organs"])  # paired by name
     report = (tmp_path / "out" / "report.md").read_text()
     for expected in ("Table 7 form", "Table 5 form", "uncertainty", "translation_panel.png", "Wall time",
                      "ASIT + MDM + PLF"):
@@ -141,3 +151,4 @@ def test_missing_nnunet_folder_variable_is_named(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from nnunetv2_uda.pipeline.cli import run_entry; run_entry()",
                              str(config_file)], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "nnUNet_results" in result.stderr
+

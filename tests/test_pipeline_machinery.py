@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import yaml
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS
@@ -21,6 +23,7 @@ from nnunetv2_uda.pipeline.datasets import (
     labeled_cases,
     mri_sequences,
     nnunet_folders,
+    select_organs,
     write_raw_dataset,
 )
 from nnunetv2_uda.pipeline.manifest import FINGERPRINT_BLOCK_BYTES, Manifest, file_fingerprint, folder_fingerprint
@@ -256,6 +259,59 @@ def test_warm_started_steps_record_that_the_heads_are_carried(tmp_path):
     cold_settings = {step.name: step.settings for step in build_steps(cold, ["asit_mdm_plf"])[0]}
     assert not any("pretrained_heads" in cold_settings[name] for name in ("train_asit", "selftrain_asit_mdm",
                                                                           "final_asit_mdm"))
+
+
+def test_organs_key_is_checked(tmp_path):
+    assert config_from_dict(minimal(tmp_path)).organs is None
+    assert config_from_dict(minimal(tmp_path, organs=["spleen", "liver"])).organs == ["spleen", "liver"]
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(minimal(tmp_path, organs=[]))
+    assert "'organs': an empty list" in str(error.value)
+    with pytest.raises(ConfigError, match="'organs': names repeated"):
+        config_from_dict(minimal(tmp_path, organs=["liver", "liver"]))
+
+
+def test_select_organs_renumbers_in_id_order_and_names_unknown_organs():
+    assert select_organs(FLARE_LABELS, None) == (FLARE_LABELS, None)
+    labels, relabel = select_organs(FLARE_LABELS, ["left kidney", "liver", "spleen", "right kidney"])
+    assert labels == {"background": 0, "liver": 1, "right kidney": 2, "spleen": 3, "left kidney": 4}
+    assert relabel == {1: 1, 2: 2, 3: 3, 13: 4}
+    with pytest.raises(ValueError, match=r"\['livr', 'background'\] are not organs .*liver, right kidney"):
+        select_organs(FLARE_LABELS, ["livr", "background"])
+
+
+def test_raw_dataset_with_chosen_organs_rewrites_the_label_maps(tmp_path):
+    array = np.zeros((3, 4, 5), np.uint8)
+    array[0, 0, :] = [1, 2, 3, 13, 11]
+    label = sitk.GetImageFromArray(array)
+    label.SetSpacing((0.8, 0.9, 2.5))
+    label.SetOrigin((1.0, 2.0, 3.0))
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(label, str(tmp_path / "in" / "c1.nii.gz"))
+    (tmp_path / "in" / "c1_0000.nii.gz").write_bytes(b"image")
+    labels, relabel = select_organs(FLARE_LABELS, ["liver", "left kidney"])
+    target = write_raw_dataset(tmp_path / "Dataset700_X", {"c1": ([tmp_path / "in" / "c1_0000.nii.gz"],
+                                                                  tmp_path / "in" / "c1.nii.gz")},
+                               labels, "zscore", relabel=relabel)
+    written = sitk.ReadImage(str(target / "labelsTr" / "c1.nii.gz"))
+    assert sitk.GetArrayFromImage(written)[0, 0].tolist() == [1, 0, 0, 2, 0]
+    assert sitk.GetArrayFromImage(written).sum() == 3
+    assert written.GetSpacing() == pytest.approx((0.8, 0.9, 2.5)) and written.GetOrigin() == pytest.approx((1, 2, 3))
+    assert json.loads((target / "dataset.json").read_text())["labels"] == {"background": 0, "liver": 1,
+                                                                            "left kidney": 2}
+    assert (tmp_path / "in" / "c1.nii.gz").stat().st_nlink == 1  # the user's label map is not touched
+
+
+def test_chosen_organs_reach_every_step_that_reads_ct_labels(tmp_path):
+    rows = ["cyclegan", "only_ct_plf"]
+    settings_of = lambda config: {s.name: (s.settings, s.depends) for s in build_steps(config, rows)[0]}  # noqa: E731
+    default = settings_of(config_from_dict(minimal(tmp_path, ablation=rows)))
+    # runs recorded before the key existed keep every step
+    assert not any("organs" in settings for settings, _ in default.values())
+    assert "plan" not in default["translate_cyclegan"][1]
+    chosen = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, organs=["liver", "spleen"])))
+    assert chosen["plan"][0]["organs"] == chosen["translate_cyclegan"][0]["organs"] == ["liver", "spleen"]
+    assert "plan" in chosen["translate_cyclegan"][1]  # it translates the plan step's relabelled CT dataset
 
 
 def test_table7_form():

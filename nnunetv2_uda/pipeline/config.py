@@ -89,6 +89,7 @@ class PipelineConfig:
     device: str = "cuda"
     configuration: str = "2d"
     trainer: str = "nnUNetTrainerUDASmall"
+    organs: list[str] | None = None
     target_spacing: list[float] | None = None
     batch_size: int | None = None
     fold: str = "all"
@@ -211,6 +212,10 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'configuration': {config.configuration!r} is not one of {', '.join(CONFIGURATIONS)}")
     if config.trainer not in TRAINERS:
         problems.append(f"'trainer': {config.trainer!r} is not one of {', '.join(TRAINERS)}")
+    if config.organs is not None and not config.organs:
+        problems.append("'organs': an empty list; give the organ names to train on, or null for all")
+    if config.organs is not None and len(set(config.organs)) != len(config.organs):
+        problems.append(f"'organs': names repeated in {config.organs}")
     if config.target_spacing is not None and len(config.target_spacing) != 3:
         problems.append(f"'target_spacing': expected 3 numbers (z y x, mm), got {config.target_spacing}")
     if config.device not in ("cpu", "cuda", "mps"):

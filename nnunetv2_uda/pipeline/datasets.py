@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
 
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
 
@@ -79,6 +84,42 @@ def check_label_names(ct_folder: Path, mri_folder: Path) -> dict[str, int]:
     return ct_labels
 
 
+def select_organs(labels: dict[str, int], organs: Sequence[str] | None) -> tuple[dict[str, int], dict[int, int] | None]:
+    """The labels to train on and the relabelling of the CT label maps (old id -> new id), or ``labels`` and None.
+
+    nnU-Net wants consecutive ids, so the chosen organs are renumbered 1..n in the dataset's id order; every other
+    organ becomes background. Scores pair organs by name, so the new ids never meet the evaluation labels' ids.
+    """
+    if organs is None:
+        return labels, None
+    background = [name for name, value in labels.items() if value == 0]
+    unknown = [organ for organ in organs if organ not in labels or labels[organ] == 0]
+    if unknown:
+        names = ", ".join(name for name in sorted(labels, key=labels.__getitem__) if labels[name] != 0)
+        raise ValueError(f"'organs': {unknown} are not organs of the CT dataset's dataset.json (its labels: {names})")
+    if any(not isinstance(labels[organ], int) for organ in organs):
+        raise ValueError("'organs' needs plain integer labels; the CT dataset's dataset.json has regions")
+    chosen = sorted(organs, key=labels.__getitem__)
+    selected = {background[0] if background else "background": 0}
+    selected.update({organ: new_id for new_id, organ in enumerate(chosen, 1)})
+    return selected, {labels[organ]: new_id for new_id, organ in enumerate(chosen, 1)}
+
+
+def relabel_file(source: Path, target: Path, relabel: dict[int, int]) -> None:
+    """``source`` with ids mapped by ``relabel`` (others to 0), written to ``target`` with the same geometry."""
+    image = sitk.ReadImage(str(source))
+    array = sitk.GetArrayViewFromImage(image)
+    if array.size and array.min() < 0:
+        raise ValueError(f"{source}: negative label values")
+    lookup = np.zeros(max(int(array.max(initial=0)), *relabel) + 1, dtype=np.uint8)
+    for old, new in relabel.items():
+        lookup[old] = new
+    relabelled = sitk.GetImageFromArray(lookup[array.astype(np.int64)])
+    relabelled.CopyInformation(image)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(relabelled, str(target), useCompression=True)
+
+
 def mri_sequences(images_folder: Path, default: str | None = None) -> dict[str, str]:
     """Case -> sequence tag, from the ``<case>.json`` sidecars ({"sequence": "T2"}), else ``default``; untagged cases
     without a default raise."""
@@ -112,18 +153,21 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def write_raw_dataset(folder: Path, cases: dict[str, tuple[list[Path], Path | None]], labels: dict[str, int],
-                      channel_name: str, extra_json: dict | None = None) -> Path:
+                      channel_name: str, extra_json: dict | None = None, relabel: dict[int, int] | None = None) -> Path:
     """Writes an nnU-Net raw dataset ``folder`` from case -> (channel files, label file) in one go.
 
-    Built under a temporary name and renamed at the end, so a half-built dataset never has the final name.
+    Built under a temporary name and renamed at the end, so a half-built dataset never has the final name. Label maps
+    are linked as they are, or rewritten through ``relabel`` (:func:`select_organs`).
     """
     folder = Path(folder)
     temporary = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
-    for case, (images, label) in cases.items():
+    for case, (images, label) in tqdm(cases.items(), desc=f"writing {folder.name}", disable=relabel is None):
         for channel, image in enumerate(images):
             link_or_copy(image, temporary / "imagesTr" / f"{case}_{channel:04d}.nii.gz")
-        if label is not None:
+        if label is not None and relabel is not None:
+            relabel_file(label, temporary / "labelsTr" / f"{case}.nii.gz", relabel)
+        elif label is not None:
             link_or_copy(label, temporary / "labelsTr" / f"{case}.nii.gz")
     dataset_json = {"channel_names": {"0": channel_name}, "labels": labels, "numTraining": len(cases),
                     "file_ending": ".nii.gz", **(extra_json or {})}

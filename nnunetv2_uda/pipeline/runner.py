@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunetv2_uda.pipeline.config import PipelineConfig, check_inputs
-from nnunetv2_uda.pipeline.datasets import check_label_names, mri_sequences, nnunet_folders
+from nnunetv2_uda.pipeline.datasets import check_label_names, mri_sequences, nnunet_folders, select_organs
 from nnunetv2_uda.pipeline.manifest import Manifest, atomic_write_text, folder_fingerprint, hash_json
 from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, row_plan
 
@@ -76,7 +76,8 @@ def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = F
     """Checks everything that can be checked before work starts and builds the step list."""
     folders = nnunet_folders()
     check_inputs(config)
-    labels = check_label_names(Path(config.ct_dataset), Path(config.mri_dataset))
+    labels, relabel = select_organs(check_label_names(Path(config.ct_dataset), Path(config.mri_dataset)),
+                                    config.organs)
     sequences = mri_sequences(Path(config.mri_dataset) / "imagesTr", config.mri_default_sequence)
     if config.validation_labels is not None and not any(Path(config.validation_labels).glob("*.nii.gz")):
         raise FileNotFoundError(f"'validation_labels': {config.validation_labels} holds no .nii.gz label maps")
@@ -89,7 +90,7 @@ def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = F
     Path(config.output_folder).mkdir(parents=True, exist_ok=True)
     manifest = Manifest(Path(config.output_folder))
     part_ids = [part_id] if part_id is not None else list(range(config.num_parts))
-    context = Context(config, folders, labels, sequences, manifest, part_ids, worker)
+    context = Context(config, folders, labels, sequences, manifest, part_ids, worker, relabel=relabel)
     return context, steps, scored, rows, notes
 
 

@@ -56,6 +56,7 @@ class Context:
     part_ids: list[int]
     worker: bool = False
     current_hash: str = ""  # input hash of the step being run (names its parts folder)
+    relabel: dict[int, int] | None = None  # CT label id -> training id when 'organs' restricts them
 
     def manifest_outputs(self, step: str) -> dict:
         record = self.manifest.stages.get(step)
@@ -70,6 +71,14 @@ class Context:
     @property
     def raw(self) -> Path:
         return self.folders["nnUNet_raw"]
+
+    @property
+    def labeled_ct(self) -> Path:
+        """The CT dataset with the labels every network trains on: the user's, or the source copy whose label maps
+        keep only the chosen ``organs``."""
+        if self.config.organs is None:
+            return Path(self.config.ct_dataset)
+        return self.raw / dataset_name(self.config.dataset_id_base, "source_ct")[1]
 
     @property
     def mri_images(self) -> Path:
@@ -237,6 +246,11 @@ def write_labels_dataset_json(context: Context, folder: Path) -> None:
         {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
 
 
+def organ_settings(config: PipelineConfig) -> dict:
+    """Recorded only when set, so runs recorded before the key existed keep their steps."""
+    return {"organs": config.organs} if config.organs is not None else {}
+
+
 def budget(epochs: int, iterations: int, base: str) -> str:
     """Every network is used through our own prediction step, so nnU-Net's final validation pass is skipped."""
     return budget_trainer_name(base, epochs, iterations, final_validation=False)
@@ -261,7 +275,7 @@ def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:
         dataset_id, name = context.dataset(f"fake_{mode}")
         target = context.raw / name
         remove(target)
-        run_logged(["nnUNetv2_uda_translate", folder_of(context), config.ct_dataset, target, "--device",
+        run_logged(["nnUNetv2_uda_translate", folder_of(context), context.labeled_ct, target, "--device",
                     config.device, "--mri_dataset", config.mri_dataset], context.log_file(f"translate_{mode}"))
         dataset_json = json.loads((target / "dataset.json").read_text())
         dataset_json["channel_names"] = {"0": ZSCORE_CHANNEL}
@@ -274,14 +288,16 @@ def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:
         Step(f"translator_{mode}", f"train the {mode} translator CT -> MRI", train_translator, translator_settings,
              inputs=("ct_dataset", "mri_dataset")),
         Step(f"translate_{mode}", f"translate the CT dataset to fake MRI ({mode})", translate,
-             {"device": config.device}, depends=(f"translator_{mode}",), inputs=("ct_dataset",)),
+             {"device": config.device, **organ_settings(config)},
+             depends=(f"translator_{mode}",) + (("plan",) if config.organs else ()), inputs=("ct_dataset",)),
     ]
 
 
 def plan_step(config: PipelineConfig) -> Step:
     def plan(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset("source_ct")
-        write_raw_dataset(context.raw / name, labeled_cases(Path(config.ct_dataset)), context.labels, ZSCORE_CHANNEL)
+        write_raw_dataset(context.raw / name, labeled_cases(Path(config.ct_dataset)), context.labels, ZSCORE_CHANNEL,
+                          relabel=context.relabel)
         remove(context.folders["nnUNet_preprocessed"] / name)
         args = ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-pl", PLANNER, "-c", config.configuration,
                 "-np", config.num_processes, "-npfp", config.num_processes, "--no_pp", "--clean"]
@@ -297,7 +313,7 @@ def plan_step(config: PipelineConfig) -> Step:
 
     return Step("plan", "copy the CT dataset (z-score normalization) and plan the shared small network", plan,
                 {"configuration": config.configuration, "target_spacing": config.target_spacing,
-                 "batch_size": config.batch_size},
+                 "batch_size": config.batch_size, **organ_settings(config)},
                 inputs=("ct_dataset",))
 
 
@@ -435,7 +451,7 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
         if not (resume and (trainer_folder / "checkpoint_latest.pth").is_file()):
             kept = labeled_cases(Path(context.manifest_outputs(f"filter_{variant}")["folder"]),
                                  config.final.max_mri_cases)
-            ct_folder = Path(config.ct_dataset) if config.final.ct_source == "ct" \
+            ct_folder = context.labeled_ct if config.final.ct_source == "ct" \
                 else Path(context.manifest_outputs("translate_asit")["folder"])
             ct_cases = labeled_cases(ct_folder, config.final.max_ct_cases) if config.final.max_ct_cases else {}
             cases = {**kept, **{f"ct_{case}": files for case, files in ct_cases.items()}}
