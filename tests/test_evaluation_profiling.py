@@ -39,13 +39,28 @@ def test_profile_folder_runs_each_case_alone(input_folder, tmp_path):
     ]
     for profile in profiles:
         assert profile.returncode == 0 and 0 < profile.time_s < 60
-        assert profile.peak_rss_mb > 150  # the 150 MB the command wrote
+        assert profile.peak_memory_mb > 150  # the 150 MB the command wrote
     with open(output / "profile.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["case"] for r in rows] == ["a", "b", "c"]
-    assert list(rows[0]) == ["case", "returncode", "time_s", "peak_rss_mb", "gpu_max_mb", "gpu_auc_mb_s"]
+    assert list(rows[0]) == ["case", "returncode", "time_s", "peak_memory_mb", "gpu_max_mb", "gpu_auc_mb_s"]
     table = format_efficiency_table(profiles)
-    assert "Time (s)" in table and "Peak RSS (MB)" in table and "25%" in table
+    assert "Time (s)" in table and "Peak memory (MB)" in table and "25%" in table
+
+
+# 400 MB touched, then two forks: four processes that keep it (shared copy-on-write) for a moment
+FORK_AND_SHARE = ("import os, time; touched = bytearray(400 * 2**20); touched[::4096] = b'1' * len(touched[::4096]); "
+                  "os.fork(); os.fork(); time.sleep(1.5)")
+
+
+def test_memory_shared_by_forked_workers_is_counted_once(tmp_path):
+    folder = tmp_path / "input"
+    folder.mkdir()
+    (folder / "a_0000.nii.gz").write_bytes(b"x")
+    (profile,) = profile_folder(folder, tmp_path / "out", [sys.executable, "-c", FORK_AND_SHARE, "{input}"],
+                                progress=False)
+    # four processes hold the same 400 MB: summed RSS would report ~1600 MB
+    assert profile.returncode == 0 and 400 < profile.peak_memory_mb < 800, profile
 
 
 def test_failing_case_is_recorded_and_others_run(input_folder, tmp_path):

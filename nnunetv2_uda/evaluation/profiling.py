@@ -3,7 +3,9 @@
 FLARE times each case as a separate run (start-up and model loading included) and samples GPU memory every
 0.1 s, reporting its maximum and the area under the memory-time curve (sum of samples * 0.1, MB*s). We do the same
 by giving the command a one-case input folder per case. Peak memory of the process tree is the larger of the tree's
-summed RSS sampled at the same interval and the largest single process's exact peak (``wait4``'s ``ru_maxrss``).
+summed proportional set size (PSS: a page shared by n processes counts 1/n in each, so pages that forked workers share
+copy-on-write are counted once, where summed RSS would count them once per worker) sampled at the same interval and
+the largest single process's exact peak (``wait4``'s ``ru_maxrss``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class CaseProfile:
     case: str
     returncode: int
     time_s: float
-    peak_rss_mb: float
+    peak_memory_mb: float
     gpu_max_mb: float | None
     gpu_auc_mb_s: float | None
 
@@ -51,8 +53,22 @@ def group_cases(input_folder: str | Path, file_ending: str = ".nii.gz") -> dict[
     return cases
 
 
-def _process_tree_rss_mb(root_pid: int) -> float:
-    """Summed resident memory of ``root_pid`` and all its descendants, from /proc."""
+def _memory_mb(pid: int) -> float:
+    """One process's PSS from /proc (its RSS where the kernel has no smaps_rollup); 0 for a process gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("Pss:")) / 1024
+    except (OSError, StopIteration, IndexError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as handle:
+            return int(handle.read().split()[1]) * _PAGE_MB
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _process_tree_memory_mb(root_pid: int) -> float:
+    """Summed PSS of ``root_pid`` and all its descendants."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -67,14 +83,7 @@ def _process_tree_rss_mb(root_pid: int) -> float:
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
         tree.update(children)
         frontier.extend(children)
-    total = 0.0
-    for pid in tree:
-        try:
-            with open(f"/proc/{pid}/statm") as handle:
-                total += int(handle.read().split()[1]) * _PAGE_MB
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    return sum(_memory_mb(pid) for pid in tree)
 
 
 def gpu_memory_reader() -> Callable[[], float] | None:
@@ -99,19 +108,19 @@ def gpu_memory_reader() -> Callable[[], float] | None:
 
 
 class _Sampler(threading.Thread):
-    """Samples the process tree's RSS and the GPU memory (above its level before the run) every interval."""
+    """Samples the process tree's memory (PSS) and the GPU memory (above its level before the run) every interval."""
 
     def __init__(self, pid: int, gpu_reader: Callable[[], float] | None, gpu_baseline_mb: float, interval_s: float):
         super().__init__(daemon=True)
         self.pid, self.gpu_reader, self.gpu_baseline_mb, self.interval_s = pid, gpu_reader, gpu_baseline_mb, interval_s
-        self.peak_rss_mb = 0.0
+        self.peak_memory_mb = 0.0
         self.gpu_samples_mb: list[float] = []
         self.stop_event = threading.Event()
 
     def run(self) -> None:
         while not self.stop_event.is_set():
             started = time.perf_counter()
-            self.peak_rss_mb = max(self.peak_rss_mb, _process_tree_rss_mb(self.pid))
+            self.peak_memory_mb = max(self.peak_memory_mb, _process_tree_memory_mb(self.pid))
             if self.gpu_reader is not None:
                 self.gpu_samples_mb.append(max(0.0, self.gpu_reader() - self.gpu_baseline_mb))
             self.stop_event.wait(max(0.0, self.interval_s - (time.perf_counter() - started)))
@@ -123,7 +132,7 @@ def profile_command(
     gpu_reader: Callable[[], float] | None = None,
     interval_s: float = SAMPLING_INTERVAL_S,
 ) -> tuple[int, float, float, float | None, float | None]:
-    """Run ``command`` once: (returncode, wall time s, peak RSS MB, GPU max MB, GPU area MB*s); output to log_file."""
+    """Run ``command`` once: (returncode, wall time s, peak MB, GPU max MB, GPU area MB*s); output to log_file"""
     gpu_baseline = gpu_reader() if gpu_reader is not None else 0.0
     with open(log_file, "a") as log:
         log.write(f"$ {' '.join(command)}\n")
@@ -137,11 +146,11 @@ def profile_command(
         process.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop_event.set()
         sampler.join()
-    peak_rss = max(sampler.peak_rss_mb, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    peak_memory = max(sampler.peak_memory_mb, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
     if gpu_reader is None:
-        return process.returncode, elapsed, peak_rss, None, None
+        return process.returncode, elapsed, peak_memory, None, None
     samples = sampler.gpu_samples_mb or [0.0]
-    return process.returncode, elapsed, peak_rss, max(samples), sum(samples) * interval_s
+    return process.returncode, elapsed, peak_memory, max(samples), sum(samples) * interval_s
 
 
 def profile_folder(
@@ -204,11 +213,11 @@ def _write_csv(profiles: Sequence[CaseProfile], csv_file: Path) -> None:
 
 
 def efficiency_statistics(profiles: Sequence[CaseProfile]) -> dict[str, dict[str, float]]:
-    """Table 8 rows (time, peak RSS, GPU max, GPU area) over the cases whose command succeeded."""
+    """Table 8 rows (time, peak memory, GPU max, GPU area) over the cases whose command succeeded."""
     succeeded = [p for p in profiles if p.returncode == 0]
     rows = {
         "Time (s)": summary_statistics(p.time_s for p in succeeded),
-        "Peak RSS (MB)": summary_statistics(p.peak_rss_mb for p in succeeded),
+        "Peak memory (MB)": summary_statistics(p.peak_memory_mb for p in succeeded),
     }
     if any(p.gpu_max_mb is not None for p in succeeded):
         rows["GPU memory max (MB)"] = summary_statistics(p.gpu_max_mb for p in succeeded)
