@@ -1,7 +1,10 @@
 """Stock nnUNetv2_predict versus nnUNetv2_predict_fast on one MRI-sized volume, side by side in one run.
 
 Prints wall time and peak memory for: the stock command, the fast command, the export step alone (logits at network
-resolution -> written segmentation, stock vs fast) and the network's own sliding-window time. On CUDA it also samples
+resolution -> written segmentation, stock vs fast), the network's own sliding-window time, and the fixed costs every
+one-case call pays whatever the predictor (interpreter and imports with device start-up, model loading, reading
+and preprocessing the image, writing the segmentation): the network plus the unavoidable part of them is the floor
+that the ``fast end-to-end / network`` ratio is held against. On CUDA it also samples
 GPU memory every 0.1 s (nvidia-smi, as FLARE does) and reports its area under the curve (MB*s). Ratios are computed
 from the same run. With ``--model-folder`` (a trained nnU-Net results folder) and ``--images`` it predicts those
 images with both commands and reports per-label Dice between them; otherwise it builds a randomly initialized model of
@@ -267,6 +270,51 @@ def phase_export(kind: str, model_folder: str, device: str, workdir: str) -> dic
     return result
 
 
+def phase_fixed_costs(model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
+    """What a one-case call pays besides the network and the export, each timed on its own in this fresh interpreter
+    (the interpreter's start and imports are timed from outside, in ``main``)."""
+    import torch
+
+    from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
+
+    start = time.perf_counter()
+    if device == "cuda":
+        torch.zeros(1, device=device)
+        torch.cuda.synchronize()
+    device_start = time.perf_counter() - start
+    predictor = nnUNetPredictorFast(tile_step_size=step_size, device=torch.device(device), allow_tqdm=False)
+    start = time.perf_counter()
+    predictor.initialize_from_trained_model_folder(model_folder, ("all",))
+    _sync(device)
+    model_load = time.perf_counter() - start
+    reader_writer = predictor.plans_manager.image_reader_writer_class()
+    start = time.perf_counter()
+    images, properties = reader_writer.read_images([image])
+    read = time.perf_counter() - start
+    start = time.perf_counter()
+    next(predictor._preprocess_cases([[image]], None, None))
+    _sync(device)
+    read_and_preprocess = time.perf_counter() - start
+    segmentation = np.random.default_rng(0).integers(0, 14, images.shape[1:], dtype=np.uint8)
+    start = time.perf_counter()
+    reader_writer.write_seg(segmentation, str(Path(workdir) / "fixed_cost_write.nii.gz"), properties)
+    write = time.perf_counter() - start
+    return {"device_start_s": device_start, "model_load_s": model_load, "read_s": read,
+            "preprocess_s": read_and_preprocess - read, "write_s": write}
+
+
+def time_imports(env: dict) -> float:
+    """Seconds for a fresh interpreter to import torch and the fast predictor (best of three: the first run pays
+    for a cold file cache)."""
+    command = [sys.executable, "-c", "import torch, nnunetv2_uda.inference.predictor"]
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         import torch
@@ -344,6 +392,9 @@ def main() -> None:
     if args.phase is not None:  # internal: one measured step in a fresh interpreter
         if args.phase == "network":
             result = phase_network(str(args.model_folder), args.image, args.device, args.step_size, str(args.workdir))
+        elif args.phase == "fixed_costs":
+            result = phase_fixed_costs(str(args.model_folder), args.image, args.device, args.step_size,
+                                       str(args.workdir))
         else:
             result = phase_export(args.phase, str(args.model_folder), args.device, str(args.workdir))
         print(json.dumps(result))
@@ -387,6 +438,8 @@ def main() -> None:
     figures["network_only"] = run_phase("network", [*phase_args, "--image", timed_image], env)
     figures["export_stock"] = run_phase("stock", phase_args, env)
     figures["export_fast"] = run_phase("fast", phase_args, env)
+    figures["fixed_costs"] = {"imports_s": time_imports(env),
+                              **run_phase("fixed_costs", [*phase_args, "--image", timed_image], env)}
     figures["agreement_timed_image"] = compare_outputs(workdir / "out_stock", workdir / "out_fast")
 
     if args.images is not None:
@@ -420,6 +473,14 @@ def report(f: dict) -> None:
           f"  (fast: host + device)")
     print(f"end-to-end stock/fast           {stock['wall_s'] / fast['wall_s']:7.2f}x   [> 1x]")
     print(f"fast end-to-end / network       {fast['wall_s'] / network['wall_s']:7.2f}x   [<= 1.3x]")
+    if "fixed_costs" in f:
+        costs = f["fixed_costs"]
+        print("\n--- fixed costs of a one-case call (s): " + ", ".join(f"{k[:-2]} {v:.2f}" for k, v in costs.items()))
+        floor = network["wall_s"] + costs["imports_s"] + costs["device_start_s"] + costs["read_s"] + costs["write_s"]
+        print(f"floor: network + imports + device start + read + write = {floor:.2f} s "
+              f"({floor / network['wall_s']:.2f}x the network: the best any predictor reaches in one call)")
+        print(f"fast end-to-end / floor         {fast['wall_s'] / floor:7.2f}x   "
+              f"(the rest: model load, preprocessing, export, hand-offs)")
     for key in ("agreement_timed_image", "agreement"):
         if key in f:
             pooled = f[key]["pooled"]

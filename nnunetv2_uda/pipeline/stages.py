@@ -191,7 +191,7 @@ def parts_folder(context: Context, step: str, model: dict) -> Path:
     """Where a prediction step's parts go: named by the step's input hash and by the model checkpoint's content, so
     a network retrained under unchanged settings (its manifest record removed, or a new nnunetv2-uda) never finds
     the parts its predecessor predicted."""
-    checkpoint = file_fingerprint(Path(model["checkpoint"])).split(":")[1]
+    checkpoint = file_fingerprint(Path(model["checkpoint"])).replace(":", "-")
     return context.out / "parts" / step / f"{context.current_hash}_{checkpoint}"
 
 
