@@ -69,6 +69,9 @@ SETTINGS["unet_ct_plf"] = {**SETTINGS["unet"], "ablation": [*ROWS, "only_ct_plf"
 # translator with the U-Net generator, the best translator row measured on 13 organs
 SETTINGS["organs4"] = {**SETTINGS["unet"], "ablation": ["only_ct", "cyclegan", "only_ct_plf"],
                        "organs": list(ORGANS), "dataset_id_base": 850}
+# --setting organs4_plf (docs/pipeline.md, "CycleGAN + PLF on the four evaluated organs"): organs4 plus the row
+# CycleGAN + PLF; with --output of an organs4 run its networks are reused
+SETTINGS["organs4_plf"] = {**SETTINGS["organs4"], "ablation": [*SETTINGS["organs4"]["ablation"], "cyclegan_plf"]}
 
 
 def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
@@ -128,7 +131,8 @@ def main() -> None:
                              "by this version reuses its CT network); unet_ct_plf: unet plus the row only CT + PLF "
                              "(--output of a unet run reuses its CT network and translators); organs4: only CT, "
                              "CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four "
-                             "evaluated organs only (the 'organs' key). Same budget. "
+                             "evaluated organs only (the 'organs' key); organs4_plf: organs4 plus CycleGAN + PLF "
+                             "(--output of an organs4 run reuses its networks). Same budget. "
                              "Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")

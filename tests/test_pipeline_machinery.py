@@ -227,6 +227,17 @@ def test_only_ct_plf_self_trains_from_the_ct_networks_pseudolabels(tmp_path):
     assert names.index("translate_asit") < names.index("final_ct")  # its CT cases come translated
 
 
+def test_cyclegan_plf_self_trains_from_the_cyclegan_networks_pseudolabels(tmp_path):
+    config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                      ablation=["cyclegan", "cyclegan_plf"]))
+    steps, scored = build_steps(config, ["cyclegan", "cyclegan_plf"])
+    by_name = {step.name: step for step in steps}
+    assert set(by_name["selftrain_cyclegan"].depends) == {"pseudolabel_cyclegan", "train_cyclegan", "plan"}
+    assert scored == {"cyclegan": "pseudolabel_cyclegan", "cyclegan_plf": "predict_cyclegan"}
+    assert not any(name.startswith(("translator_asit", "train_asit", "train_ct")) for name in by_name)
+    assert dataset_name(600, "final_cyclegan") == (614, "Dataset614_UDAFinalCycleGAN")
+
+
 def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuickGIN",
                                       ablation=["only_ct", "asit", "asit_mdm_plf"]))

@@ -17,9 +17,10 @@ import yaml
 
 from nnunetv2_uda.pipeline.datasets import DATASET_ROLES
 
-ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf", "only_ct_plf")
+ABLATION_ROWS = ("only_ct", "cyclegan", "asit", "asit_mdm", "asit_mdm_plf", "only_ct_plf", "cyclegan_plf")
 ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
-              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF", "only_ct_plf": "only CT + PLF"}
+              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF", "only_ct_plf": "only CT + PLF",
+              "cyclegan_plf": "CycleGAN + PLF"}
 CONFIGURATIONS = ("2d", "3d_fullres")
 # segmentation trainer -> its snapshot (pseudo-labeling) counterpart
 TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",

@@ -34,6 +34,9 @@ DATASET_ROLES = {  # role -> (id offset, name suffix)
     "selftrain_ct": (9, "UDASelfTrainCT"),
     "filtered_ct": (10, "UDAFilteredCT"),
     "final_ct": (11, "UDAFinalCT"),
+    "selftrain_cyclegan": (12, "UDASelfTrainCycleGAN"),
+    "filtered_cyclegan": (13, "UDAFilteredCycleGAN"),
+    "final_cyclegan": (14, "UDAFinalCycleGAN"),
 }
 
 

@@ -1,7 +1,8 @@
 """The paper's stages as a list of small steps, each calling stock nnU-Net or our ``nnUNetv2_uda_*`` commands.
 
 Which steps run follows from the ablation rows asked for (Table 7: only CT; CycleGAN; ASIT; ASIT + MDM;
-ASIT + MDM + PLF; and, beyond the paper, only CT + PLF: self-training from the CT network's pseudo-labels); rows
+ASIT + MDM + PLF; and, beyond the paper, only CT + PLF and CycleGAN + PLF: self-training from the CT or the
+plain-CycleGAN network's pseudo-labels); rows
 share the steps they have in common. Each step declares the settings and upstream steps its result depends on (the
 runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder. All segmentation
 datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every network has the same
@@ -405,8 +406,9 @@ def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: in
 def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     """Self-training with K snapshots, uncertainty filtering, the final network and its predictions.
 
-    ``variant`` names the pseudo-labels it starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT network's) or
-    ``ct`` (the CT network's, for when that network is the better pseudo-labeler, e.g. trained with GIN).
+    ``variant`` names the pseudo-labels it starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT network's),
+    ``cyclegan`` (the plain-CycleGAN network's) or ``ct`` (the CT network's), for when another network than ASIT's is
+    the better pseudo-labeler.
     """
     source = variant.removesuffix("_mdm")
     labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
@@ -539,7 +541,8 @@ def evaluate_step(config: PipelineConfig, row: str, scored_step: str, kind: str 
 # row -> (the network whose pseudo-labels it starts from, with MDM, with self-training and filtering)
 ROW_CHAINS = {"only_ct": ("ct", False, False), "cyclegan": ("cyclegan", False, False), "asit": ("asit", False, False),
               "asit_mdm": ("asit", True, False), "asit_mdm_plf": ("asit", True, True),
-              "asit_plf": ("asit", False, True), "only_ct_plf": ("ct", False, True)}
+              "asit_plf": ("asit", False, True), "only_ct_plf": ("ct", False, True),
+              "cyclegan_plf": ("cyclegan", False, True)}
 
 
 def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], dict[str, str]]:
