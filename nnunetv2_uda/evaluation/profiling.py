@@ -67,23 +67,36 @@ def _memory_mb(pid: int) -> float:
         return 0.0
 
 
-def _process_tree_memory_mb(root_pid: int) -> float:
-    """Summed PSS of ``root_pid`` and all its descendants."""
+def _process_tree(root_pid: int) -> set[int]:
+    """The live processes (zombies left out) among ``root_pid`` and its descendants, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as handle:
-                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
+                    state, parent = handle.read().rsplit(")", 1)[1].split()[:2]
+            except (OSError, ValueError):
                 continue
+            if state not in ("Z", "X"):
+                parents[int(entry)] = int(parent)
+    if root_pid not in parents:
+        return set()
     tree, frontier = {root_pid}, [root_pid]
     while frontier:
         parent = frontier.pop()
         children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
         tree.update(children)
         frontier.extend(children)
-    return sum(_memory_mb(pid) for pid in tree)
+    return tree
+
+
+def _process_tree_memory_mb(root_pid: int) -> float | None:
+    """Summed PSS of ``root_pid`` and all its descendants, or None when a process started or ended while they were
+    read: PSS shifts between processes as they fork and exit, so such a sum mixes moments and can count shared pages
+    more than once."""
+    tree = _process_tree(root_pid)
+    total = sum(_memory_mb(pid) for pid in tree)
+    return total if _process_tree(root_pid) == tree else None
 
 
 def gpu_memory_reader() -> Callable[[], float] | None:
@@ -120,7 +133,9 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             started = time.perf_counter()
-            self.peak_memory_mb = max(self.peak_memory_mb, _process_tree_memory_mb(self.pid))
+            memory = _process_tree_memory_mb(self.pid)
+            if memory is not None:
+                self.peak_memory_mb = max(self.peak_memory_mb, memory)
             if self.gpu_reader is not None:
                 self.gpu_samples_mb.append(max(0.0, self.gpu_reader() - self.gpu_baseline_mb))
             self.stop_event.wait(max(0.0, self.interval_s - (time.perf_counter() - started)))
