@@ -9,7 +9,7 @@ import pytest
 from nnunetv2_uda.evaluation.profiling import format_efficiency_table, group_cases, profile_folder
 
 COPY = "import shutil, pathlib, sys; [shutil.copy(f, sys.argv[2]) for f in pathlib.Path(sys.argv[1]).iterdir()]"
-ALLOCATE = "touched = b'1' * (150 * 2**20); " + COPY
+ALLOCATE = "import time; touched = b'1' * (150 * 2**20); time.sleep(0.5); " + COPY
 
 
 @pytest.fixture

@@ -2,10 +2,11 @@
 
 FLARE times each case as a separate run (start-up and model loading included) and samples GPU memory every
 0.1 s, reporting its maximum and the area under the memory-time curve (sum of samples * 0.1, MB*s). We do the same
-by giving the command a one-case input folder per case. Peak memory of the process tree is the larger of the tree's
-summed proportional set size (PSS: a page shared by n processes counts 1/n in each, so pages that forked workers share
-copy-on-write are counted once, where summed RSS would count them once per worker) sampled at the same interval and
-the largest single process's exact peak (``wait4``'s ``ru_maxrss``).
+by giving the command a one-case input folder per case. Peak memory is the largest sum over the process tree of the
+proportional set size (PSS: a page shared by n processes counts 1/n in each, so pages that forked workers share
+copy-on-write are counted once, where summed RSS would count them once per worker), sampled at the same interval.
+``wait4``'s ``ru_maxrss`` is not used: Linux folds the forking parent's memory into it at ``exec``, so it reports the
+profiler's own size whenever that is larger than the command's.
 """
 
 from __future__ import annotations
@@ -156,12 +157,12 @@ def profile_command(
         process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT)
         sampler = _Sampler(process.pid, gpu_reader, gpu_baseline, interval_s)
         sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status, _ = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         sampler.stop_event.set()
         sampler.join()
-    peak_memory = max(sampler.peak_memory_mb, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    peak_memory = sampler.peak_memory_mb
     if gpu_reader is None:
         return process.returncode, elapsed, peak_memory, None, None
     samples = sampler.gpu_samples_mb or [0.0]
