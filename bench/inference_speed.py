@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunetv2_uda.evaluation.profiling import process_tree_memory_mb
+
 BENCH_DATASET_ID = 987
 BENCH_DATASET = f"Dataset{BENCH_DATASET_ID}_BenchFast"
 BENCH_TRAINER, BENCH_PLANS, BENCH_CONFIGURATION = "nnUNetTrainerUDASmall", "nnUNetPlansUDASmall", "3d_fullres"
@@ -47,29 +49,6 @@ def _rss_kb(pid: int) -> int:
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
     except (OSError, StopIteration):
         return 0
-
-
-def _pss_kb(pid: int) -> int:
-    """Proportional set size: a page shared by n processes counts 1/n in each, so a process tree's sum is its real
-    footprint (RSS would count pages shared copy-on-write by forked workers once per worker)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return _rss_kb(pid)
-
-
-def _descendants(pid: int) -> list[int]:
-    found, stack = [], [pid]
-    while stack:
-        current = stack.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                stack.extend(int(c) for c in (task / "children").read_text().split())
-            except OSError:
-                pass
-    return found
 
 
 class GpuMemorySampler:
@@ -114,7 +93,7 @@ def run_measured(args: list[str], env: dict, label: str) -> dict:
     """Runs a command; wall time, peak PSS summed over its process tree (0.1 s samples), GPU memory curve."""
     baseline = gpu_baseline_mb()
     print(f"[{label}] {' '.join(args)}", flush=True)
-    peak_kb = 0
+    peak_mb = 0.0
     with GpuMemorySampler() as sampler:
         start = time.perf_counter()
         process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -122,13 +101,13 @@ def run_measured(args: list[str], env: dict, label: str) -> dict:
         reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)
         reader.start()
         while process.poll() is None:
-            peak_kb = max(peak_kb, sum(_pss_kb(p) for p in _descendants(process.pid)))
+            peak_mb = max(peak_mb, process_tree_memory_mb(process.pid))  # PSS: shared pages counted once
             time.sleep(0.1)
         wall = time.perf_counter() - start
         reader.join()
     if process.returncode != 0:
         raise RuntimeError(f"{label} failed ({process.returncode}):\n{''.join(output[-60:])}")
-    return {"wall_s": wall, "host_peak_mb": peak_kb / 1024, **sampler.summary(baseline), "output": "".join(output)}
+    return {"wall_s": wall, "host_peak_mb": peak_mb, **sampler.summary(baseline), "output": "".join(output)}
 
 
 def _reset_host_peak() -> int:

@@ -91,13 +91,9 @@ def _process_tree(root_pid: int) -> set[int]:
     return tree
 
 
-def _process_tree_memory_mb(root_pid: int) -> float | None:
-    """Summed PSS of ``root_pid`` and all its descendants, or None when a process started or ended while they were
-    read: PSS shifts between processes as they fork and exit, so such a sum mixes moments and can count shared pages
-    more than once."""
-    tree = _process_tree(root_pid)
-    total = sum(_memory_mb(pid) for pid in tree)
-    return total if _process_tree(root_pid) == tree else None
+def process_tree_memory_mb(root_pid: int) -> float:
+    """Summed PSS of ``root_pid`` and its live descendants: the tree's real footprint, shared pages counted once."""
+    return sum(_memory_mb(pid) for pid in _process_tree(root_pid))
 
 
 def gpu_memory_reader() -> Callable[[], float] | None:
@@ -134,9 +130,7 @@ class _Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             started = time.perf_counter()
-            memory = _process_tree_memory_mb(self.pid)
-            if memory is not None:
-                self.peak_memory_mb = max(self.peak_memory_mb, memory)
+            self.peak_memory_mb = max(self.peak_memory_mb, process_tree_memory_mb(self.pid))
             if self.gpu_reader is not None:
                 self.gpu_samples_mb.append(max(0.0, self.gpu_reader() - self.gpu_baseline_mb))
             self.stop_event.wait(max(0.0, self.interval_s - (time.perf_counter() - started)))

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
+from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files, label_like
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
@@ -117,10 +117,8 @@ def relabel_file(source: Path, target: Path, relabel: dict[int, int]) -> None:
     lookup = np.zeros(max(int(array.max(initial=0)), *relabel) + 1, dtype=np.uint8)
     for old, new in relabel.items():
         lookup[old] = new
-    relabelled = sitk.GetImageFromArray(lookup[array.astype(np.int64)])
-    relabelled.CopyInformation(image)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(relabelled, str(target), useCompression=True)
+    target.parent.mkdir(parents=True, exist_ok=True)  # inside the dataset's temporary folder: no partial-file risk
+    sitk.WriteImage(label_like(lookup[array.astype(np.int64)], image), str(target), useCompression=True)
 
 
 def mri_sequences(images_folder: Path, default: str | None = None) -> dict[str, str]:
