@@ -72,6 +72,9 @@ SETTINGS["organs4"] = {**SETTINGS["unet"], "ablation": ["only_ct", "cyclegan", "
 # --setting organs4_plf (docs/pipeline.md, "CycleGAN + PLF on the four evaluated organs"): organs4 plus the row
 # CycleGAN + PLF; with --output of an organs4 run its networks are reused
 SETTINGS["organs4_plf"] = {**SETTINGS["organs4"], "ablation": [*SETTINGS["organs4"]["ablation"], "cyclegan_plf"]}
+# --setting unet_plf (docs/pipeline.md, "Both PLF rows on thirteen organs"): the unet setting's budget and translator
+# with the rows of organs4_plf on all thirteen organs, from scratch, dataset ids 870-884
+SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
 
 def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
@@ -132,7 +135,8 @@ def main() -> None:
                              "(--output of a unet run reuses its CT network and translators); organs4: only CT, "
                              "CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four "
                              "evaluated organs only (the 'organs' key); organs4_plf: organs4 plus CycleGAN + PLF "
-                             "(--output of an organs4 run reuses its networks). Same budget. "
+                             "(--output of an organs4 run reuses its networks); unet_plf: the rows of organs4_plf on "
+                             "all thirteen organs. Same budget. "
                              "Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
