@@ -135,10 +135,20 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     for link in [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
         assert (tmp_path / "out" / link).is_file(), link
 
-    # 3. a changed setting reruns its step and those after it, and says so
+    # 3. a changed setting reruns its step and those after it, and says so: first --check, which records nothing
     config_file.write_text(yaml.safe_dump(tiny_config(tmp_path, final_epochs=2)))
-    statuses = status_lines(run_pipeline(config_file, nnunet_env))
     first_changed = STEPS.index("final_asit_mdm")
+    manifest_before = manifest_file.read_text()
+    check = subprocess.run(["nnUNetv2_uda_run", str(config_file), "--check"], env=nnunet_env, capture_output=True,
+                           text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    planned = dict(line.strip().split(": ", 1) for line in check.stdout.splitlines() if line.startswith("  "))
+    assert all(planned[step].startswith("skip") for step in STEPS[:first_changed]), planned
+    assert planned["final_asit_mdm"].startswith("run: settings changed (final)")
+    assert all(planned[step].startswith("run: its inputs or an earlier step changed") for step in
+               STEPS[first_changed + 1:]), planned
+    assert manifest_file.read_text() == manifest_before
+    statuses = status_lines(run_pipeline(config_file, nnunet_env))
     assert all(statuses[step].startswith("skipped") for step in STEPS[:first_changed])
     assert statuses["final_asit_mdm"].startswith("settings changed (final)")
     assert all("changed" in statuses[step] for step in STEPS[first_changed + 1:])

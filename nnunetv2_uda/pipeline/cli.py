@@ -39,19 +39,22 @@ def run_entry() -> None:
                         help="Run only part --part_id of the prediction steps (on another machine sharing the output "
                              "and nnU-Net folders), waiting for the main run to reach them. Default: off.")
     parser.add_argument("--check", action="store_true",
-                        help="Only check the config and the inputs and list the steps, then exit. Default: off.")
+                        help="Only check the config and the inputs, list the steps with what a run would do with each "
+                             "(skip, or run and why: not run before, settings or input folders changed, an earlier "
+                             "step reruns), then exit; nothing is trained or recorded. Default: off.")
     args = parser.parse_args()
     try:
         config = load_config(args.config)
         if args.check:
-            from nnunetv2_uda.pipeline.runner import prepare
+            from nnunetv2_uda.pipeline.runner import planned_statuses, prepare
 
-            _, steps, _, rows, notes = prepare(config, args.part_id, args.worker)
+            context, steps, _, rows, notes = prepare(config, args.part_id, args.worker)
             for note in notes:
                 print(f"note: {note}")
             print(f"config OK; rows: {', '.join(rows)}")
+            statuses = planned_statuses(context, steps)
             for step in steps:
-                print(f"  {step.name}: {step.description}")
+                print(f"  {step.name}: {statuses[step.name]}: {step.description}")
             return
         run_pipeline(config, args.part_id, args.worker)
     except (ConfigError, StageCommandError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:

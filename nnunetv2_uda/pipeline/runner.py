@@ -45,11 +45,17 @@ def step_inputs(step: Step, context: Context, fingerprints: dict[str, str]) -> d
     return inputs
 
 
-def step_hash(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict, dict]:
-    """The step's input hash, with the settings and input fingerprints it covers (recorded in the manifest)."""
+def step_hash(step: Step, context: Context, fingerprints: dict[str, str],
+              planned: dict[str, str] | None = None) -> tuple[str, dict, dict]:
+    """The step's input hash, with the settings and input fingerprints it covers (recorded in the manifest).
+
+    ``planned`` holds the hashes earlier steps would get, for a check that records nothing; a run takes them from the
+    manifest, where each step's hash is recorded when it starts.
+    """
     settings = json.loads(json.dumps(step.settings, default=str))
     inputs = step_inputs(step, context, fingerprints)
-    upstream = {name: context.manifest.stages[name]["input_hash"] for name in step.depends}
+    planned = planned or {}
+    upstream = {name: planned.get(name) or context.manifest.stages[name]["input_hash"] for name in step.depends}
     return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings, inputs
 
 
@@ -69,6 +75,22 @@ def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, 
     if changed:
         return f"the content of {', '.join(changed)} changed: rerunning it and the steps after it"
     return "its inputs or an earlier step changed: rerunning"
+
+
+def planned_statuses(context: Context, steps: list[Step]) -> dict[str, str]:
+    """What a run started now would do with each step and why, recording nothing (``nnUNetv2_uda_run --check``)."""
+    fingerprints: dict[str, str] = {}
+    planned: dict[str, str] = {}
+    statuses = {}
+    for step in steps:
+        input_hash, settings, inputs = step_hash(step, context, fingerprints, planned)
+        planned[step.name] = input_hash
+        if context.manifest.is_finished(step.name, input_hash):
+            statuses[step.name] = "skip (finished earlier with the same inputs and settings)"
+        else:
+            reason = rerun_reason(step, context, input_hash, settings, inputs)
+            statuses[step.name] = "run (not run before)" if reason == "running" else f"run: {reason}"
+    return statuses
 
 
 def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> tuple[Context, list, dict,
