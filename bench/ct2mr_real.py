@@ -72,9 +72,28 @@ SETTINGS["organs4"] = {**SETTINGS["unet"], "ablation": ["only_ct", "cyclegan", "
 # --setting organs4_plf (docs/pipeline.md, "CycleGAN + PLF on the four evaluated organs"): organs4 plus the row
 # CycleGAN + PLF; with --output of an organs4 run its networks are reused
 SETTINGS["organs4_plf"] = {**SETTINGS["organs4"], "ablation": [*SETTINGS["organs4"]["ablation"], "cyclegan_plf"]}
+# --setting organs4_plf2 (docs/pipeline.md, "A second self-training round on the four evaluated organs"): organs4_plf
+# plus CycleGAN + PLF with a second round; with --output of an organs4_plf run only the new round runs
+SETTINGS["organs4_plf2"] = {**SETTINGS["organs4_plf"],
+                            "ablation": [*SETTINGS["organs4_plf"]["ablation"], "cyclegan_plf2"]}
 # --setting unet_plf (docs/pipeline.md, "Both PLF rows on thirteen organs"): the unet setting's budget and translator
 # with the rows of organs4_plf on all thirteen organs, from scratch, dataset ids 870-884
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
+
+SETTING_HELP = {
+    "paper": "the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF)",
+    "gin": "only CT and only CT + PLF, every network trained with random intensity networks "
+           "(nnUNetTrainerUDAQuickGIN)",
+    "unet": "the paper rows with U-Net translator generators (--output of a paper run made by this version reuses "
+            "its CT network)",
+    "unet_ct_plf": "unet plus the row only CT + PLF (--output of a unet run reuses its CT network and translators)",
+    "organs4": "only CT, CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four evaluated "
+               "organs only (the 'organs' key)",
+    "organs4_plf": "organs4 plus CycleGAN + PLF (--output of an organs4 run reuses its networks)",
+    "organs4_plf2": "organs4_plf plus a second self-training round from the CycleGAN + PLF final network (--output "
+                    "of an organs4_plf run runs only the new round)",
+    "unet_plf": "the rows of organs4_plf on all thirteen organs",
+}
 
 
 def bench_config(data: Path, output: Path, device: str, setting: str = "paper") -> dict:
@@ -97,14 +116,14 @@ def print_results(pipeline_folder: Path) -> None:
     """Table 7 form (DSC / NSD per organ, %) from the pipeline's evaluate steps, and every step's wall time."""
     manifest = json.loads((pipeline_folder / "manifest.json").read_text())["stages"]
     run = json.loads((pipeline_folder / "run.json").read_text())
-    header = f"{'Method':<18}" + "".join(f"{organ:>22}" for organ in (*ORGANS, "mean"))
+    header = f"{'Method':<20}" + "".join(f"{organ:>22}" for organ in (*ORGANS, "mean"))
     print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
     print(header)
     print("-" * len(header))
     for row in run["rows"]:
         record = manifest.get(f"evaluate_{row}")
         if not record or not record.get("finished"):
-            print(f"{ROW_TITLES.get(row, row):<18} (not scored)")
+            print(f"{ROW_TITLES.get(row, row):<20} (not scored)")
             continue
         summary = json.loads(Path(record["outputs"]["summary"]).read_text())["summary"]
         cells = []
@@ -113,7 +132,7 @@ def print_results(pipeline_folder: Path) -> None:
                 cells.append(f"{100 * summary[organ]['DSC']['mean']:.1f} / {100 * summary[organ]['NSD']['mean']:.1f}")
             else:
                 cells.append("n/a")
-        print(f"{ROW_TITLES.get(row, row):<18}" + "".join(f"{cell:>22}" for cell in cells))
+        print(f"{ROW_TITLES.get(row, row):<20}" + "".join(f"{cell:>22}" for cell in cells))
     print("\nWall time per step (s)")
     total = 0.0
     for step in run["steps"]:
@@ -128,16 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, "ct2mr_real[_gin]")
     parser.add_argument("--setting", default="paper", choices=sorted(SETTINGS),
-                        help="paper: the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF); gin: only CT and only CT "
-                             "+ PLF, every network trained with random intensity networks (nnUNetTrainerUDAQuickGIN); "
-                             "unet: the paper rows with U-Net translator generators (--output of a paper run made "
-                             "by this version reuses its CT network); unet_ct_plf: unet plus the row only CT + PLF "
-                             "(--output of a unet run reuses its CT network and translators); organs4: only CT, "
-                             "CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four "
-                             "evaluated organs only (the 'organs' key); organs4_plf: organs4 plus CycleGAN + PLF "
-                             "(--output of an organs4 run reuses its networks); unet_plf: the rows of organs4_plf on "
-                             "all thirteen organs. Same budget. "
-                             "Default: paper")
+                        help="; ".join(f"{name}: {text}" for name, text in SETTING_HELP.items())
+                             + ". Every setting has the same budget. Default: paper")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
     args = parser.parse_args()

@@ -1,5 +1,6 @@
 """``nnUNetv2_uda_run`` end to end on tiny phantoms: every stage's artifacts, the report, kill-and-resume, a
-changed setting and training on chosen organs, all through the installed commands with minimal budgets on the CPU."""
+changed setting, training on chosen organs and a second self-training round, all through the installed commands
+with minimal budgets on the CPU."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ pytestmark = pytest.mark.slow
 STEPS = ["plan", "translator_asit", "translate_asit", "train_asit", "pseudolabel_asit", "mdm", "selftrain_asit_mdm",
          "filter_asit_mdm", "final_asit_mdm", "predict_asit_mdm", "evaluate_asit_mdm_plf"]
 KILL_AFTER = "pseudolabel_asit"
+ROUND2_STEPS = ["pseudolabel_final_asit_mdm", "selftrain_asit_mdm_round2", "filter_asit_mdm_round2",
+                "final_asit_mdm_round2", "predict_asit_mdm_round2", "evaluate_asit_mdm_plf2"]
 
 
 def tiny_config(root: Path, final_epochs: int = 1) -> dict:
@@ -152,6 +155,26 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     assert all(statuses[step].startswith("skipped") for step in STEPS[:first_changed])
     assert statuses["final_asit_mdm"].startswith("settings changed (final)")
     assert all("changed" in statuses[step] for step in STEPS[first_changed + 1:])
+
+    # 4. a second self-training round added as a row: every step above is kept, the new round starts from the first
+    # round's final network (its pseudo-labels and its weights)
+    config = tiny_config(tmp_path, final_epochs=2)
+    config["ablation"] = ["asit_mdm_plf", "asit_mdm_plf2"]
+    config_file.write_text(yaml.safe_dump(config))
+    statuses = status_lines(run_pipeline(config_file, nnunet_env))
+    assert all(statuses[step].startswith("skipped") for step in STEPS), statuses
+    assert all(statuses[step].startswith("running") for step in ROUND2_STEPS), statuses
+    manifest = json.loads(manifest_file.read_text())["stages"]
+    relabelled = tmp_path / "out" / "pseudolabels" / "final_asit_mdm"
+    assert len(list(relabelled.glob("*.nii.gz"))) == 6
+    selftrain_log = (tmp_path / "out" / "logs" / "selftrain_asit_mdm_round2.log").read_text()
+    assert manifest["final_asit_mdm"]["outputs"]["checkpoint"] in selftrain_log
+    assert (raw / "Dataset715_UDASelfTrainASITMDMRound2" / "dataset.json").is_file()
+    assert len(manifest["filter_asit_mdm_round2"]["outputs"]["kept_cases"]) == 3
+    assert (raw / "Dataset717_UDAFinalASITMDMRound2" / "dataset.json").is_file()
+    summary = json.loads((tmp_path / "out" / "evaluation" / "asit_mdm_plf2" / "summary.json").read_text())
+    assert summary["num_cases"] == 6
+    assert "ASIT + MDM + PLF x2" in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_missing_nnunet_folder_variable_is_named(tmp_path):

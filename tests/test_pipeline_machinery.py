@@ -238,6 +238,36 @@ def test_cyclegan_plf_self_trains_from_the_cyclegan_networks_pseudolabels(tmp_pa
     assert dataset_name(600, "final_cyclegan") == (614, "Dataset614_UDAFinalCycleGAN")
 
 
+def test_second_plf_round_starts_from_the_first_rounds_final_network(tmp_path):
+    config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                      ablation=["cyclegan_plf", "cyclegan_plf2"]))
+    first_round, _ = build_steps(config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                                          ablation=["cyclegan_plf"])), ["cyclegan_plf"])
+    steps, scored = build_steps(config, config.rows)
+    by_name = {step.name: step for step in steps}
+    relabel = by_name["pseudolabel_final_cyclegan"]
+    assert relabel.depends == ("final_cyclegan",) and relabel.split and relabel.inputs == ("mri_dataset",)
+    assert set(by_name["selftrain_cyclegan_round2"].depends) == {"pseudolabel_final_cyclegan", "final_cyclegan",
+                                                                 "plan"}  # warm start: the pseudo-labeler
+    assert set(by_name["final_cyclegan_round2"].depends) == {"filter_cyclegan_round2", "selftrain_cyclegan_round2",
+                                                             "plan"}
+    assert scored == {"cyclegan_plf": "predict_cyclegan", "cyclegan_plf2": "predict_cyclegan_round2"}
+    for step in first_round:  # adding the second round leaves the first round's steps (and records) as they were
+        assert (by_name[step.name].settings, by_name[step.name].depends) == (step.settings, step.depends)
+    ids = {dataset_name(850, f"{stage}_{variant}")[0] for stage in ("selftrain", "filtered", "final")
+           for variant in ("asit_mdm", "asit", "ct", "cyclegan", "asit_mdm_round2", "asit_round2", "ct_round2",
+                           "cyclegan_round2")}
+    assert len(ids) == 24 and dataset_name(850, "final_cyclegan_round2")[1] == "Dataset876_UDAFinalCycleGANRound2"
+
+    mdm = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"), ablation=["asit_mdm_plf2"]))
+    rows, notes = row_plan(mdm, {"a": "T2", "b": "T2"})
+    assert rows == ["asit_plf2"] and "runs as 'asit_plf2'" in notes[0]
+    assert build_steps(mdm, rows)[1] == {"asit_plf2": "predict_asit_round2"}
+    assert "pseudolabel_final_asit_mdm" in [s.name for s in build_steps(mdm, ["asit_mdm_plf2"])[0]]
+    with pytest.raises(ConfigError, match="unknown row 'asit_plf2'"):
+        config_from_dict(minimal(tmp_path, ablation=["asit_plf2"]))
+
+
 def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuickGIN",
                                       ablation=["only_ct", "asit", "asit_mdm_plf"]))

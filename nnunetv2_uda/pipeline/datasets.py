@@ -38,6 +38,11 @@ DATASET_ROLES = {  # role -> (id offset, name suffix)
     "filtered_cyclegan": (13, "UDAFilteredCycleGAN"),
     "final_cyclegan": (14, "UDAFinalCycleGAN"),
 }
+DATASET_ROLES.update({  # the second self-training round of each PLF chain (rows '<row>_plf2')
+    f"{stage}_{variant}_round2": (15 + 3 * index + position, f"{DATASET_ROLES[f'{stage}_{variant}'][1]}Round2")
+    for index, variant in enumerate(("asit_mdm", "asit", "ct", "cyclegan"))
+    for position, stage in enumerate(("selftrain", "filtered", "final"))
+})
 
 
 def nnunet_folders() -> dict[str, Path]:

@@ -2,8 +2,8 @@
 
 Which steps run follows from the ablation rows asked for (Table 7: only CT; CycleGAN; ASIT; ASIT + MDM;
 ASIT + MDM + PLF; and, beyond the paper, only CT + PLF and CycleGAN + PLF: self-training from the CT or the
-plain-CycleGAN network's pseudo-labels); rows
-share the steps they have in common. Each step declares the settings and upstream steps its result depends on (the
+plain-CycleGAN network's pseudo-labels; and each PLF row with a second round); rows share the steps they have in
+common. Each step declares the settings and upstream steps its result depends on (the
 runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder. All segmentation
 datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every network has the same
 architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunetv2_uda.pipeline.commands import run_logged
-from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig
+from nnunetv2_uda.pipeline.config import ROW_CHAINS, TRAINERS, PipelineConfig
 from nnunetv2_uda.pipeline.datasets import (
     check_dataset_id_free,
     dataset_name,
@@ -116,9 +116,10 @@ def row_plan(config: PipelineConfig, sequences: dict[str, str]) -> tuple[list[st
             notes.append(f"row 'asit_mdm' left out: the MRI dataset has one sequence ({set(sequences.values())}), "
                          f"so multi-domain matching has nothing to match")
             continue
-        if single and row == "asit_mdm_plf":
-            notes.append("row 'asit_mdm_plf' runs as 'asit_plf': one MRI sequence, so MDM is left out")
-            row = "asit_plf"
+        if single and row.startswith("asit_mdm_plf"):
+            single_row = row.replace("asit_mdm", "asit")
+            notes.append(f"row '{row}' runs as '{single_row}': one MRI sequence, so MDM is left out")
+            row = single_row
         if row not in rows:
             rows.append(row)
     return rows, notes
@@ -338,13 +339,6 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
             outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
         return outputs
 
-    def pseudolabel(context: Context, resume: bool) -> dict:
-        model = context.manifest_outputs(f"train_{source}")
-        output = context.out / "pseudolabels" / source
-        if predict_in_parts(context, f"pseudolabel_{source}", model, context.mri_images, output):
-            write_labels_dataset_json(context, output)
-        return {"labels": str(output)}
-
     settings = {"budget": dataclasses.asdict(training), "device": config.device, "fold": config.fold,
                 "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
                 "num_snapshots": config.self_training.num_snapshots if snapshots else None,
@@ -353,9 +347,25 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
         Step(f"train_{source}", f"train the segmentation network on {source_name(source)} with the CT labels",
              train_source, settings, depends=upstream),
         Step(f"pseudolabel_{source}", f"pseudo-label the real MRI with the {source_name(source)} network",
-             pseudolabel, {"num_parts": config.num_parts, "device": config.device}, depends=(f"train_{source}",),
-             inputs=("mri_dataset",), split=True),
+             pseudolabel_action(f"pseudolabel_{source}", f"train_{source}", source), prediction_settings(config),
+             depends=(f"train_{source}",), inputs=("mri_dataset",), split=True),
     ]
+
+
+def pseudolabel_action(step: str, network_step: str, subfolder: str) -> Callable[[Context, bool], dict]:
+    """Predicts the real MRI (all of it: the cases to self-train on) with a trained network: its pseudo-labels."""
+
+    def pseudolabel(context: Context, resume: bool) -> dict:
+        output = context.out / "pseudolabels" / subfolder
+        if predict_in_parts(context, step, context.manifest_outputs(network_step), context.mri_images, output):
+            write_labels_dataset_json(context, output)
+        return {"labels": str(output)}
+
+    return pseudolabel
+
+
+def prediction_settings(config: PipelineConfig) -> dict:
+    return {"num_parts": config.num_parts, "device": config.device}
 
 
 def source_name(source: str) -> str:
@@ -392,7 +402,7 @@ def mdm_step(config: PipelineConfig) -> Step:
 
 def needs_mdm_order(config: PipelineConfig) -> bool:
     """MDM orders the sequences by snapshot uncertainty unless the config gives the order."""
-    return not config.sequence_order and any(row in ("asit_mdm", "asit_mdm_plf") for row in config.rows)
+    return not config.sequence_order and any(ROW_CHAINS[row][1] for row in config.rows)
 
 
 def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: int) -> None:
@@ -403,67 +413,83 @@ def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: in
     path.write_text(json.dumps(content, indent=2))
 
 
-def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
+def plf_name(variant: str, round_number: int) -> str:
+    """Names the steps and datasets of one self-training round: ``ct``, ``ct_round2``, ..."""
+    return variant if round_number == 1 else f"{variant}_round{round_number}"
+
+
+def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> list[Step]:
     """Self-training with K snapshots, uncertainty filtering, the final network and its predictions.
 
-    ``variant`` names the pseudo-labels it starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT network's),
-    ``cyclegan`` (the plain-CycleGAN network's) or ``ct`` (the CT network's), for when another network than ASIT's is
-    the better pseudo-labeler.
+    ``variant`` names the pseudo-labels the first round starts from: ``asit_mdm`` (after MDM), ``asit`` (the ASIT
+    network's), ``cyclegan`` (the plain-CycleGAN network's) or ``ct`` (the CT network's), for when another network
+    than ASIT's is the better pseudo-labeler. A later round starts from the previous round's final network: it
+    pseudo-labels the MRI again and is the warm start, as the pseudo-labeling network is in the first round.
     """
-    source = variant.removesuffix("_mdm")
-    labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
-    source_network = f"train_{source}"
+    name = plf_name(variant, round_number)
+    if round_number == 1:
+        source = variant.removesuffix("_mdm")
+        labels_step = "mdm" if variant.endswith("_mdm") else f"pseudolabel_{source}"
+        source_network = f"train_{source}"
+        relabel_steps = []
+    else:
+        source_network = f"final_{plf_name(variant, round_number - 1)}"
+        labels_step = f"pseudolabel_{source_network}"
+        relabel_steps = [Step(labels_step, "pseudo-label the real MRI again with the previous round's final network",
+                              pseudolabel_action(labels_step, source_network, source_network),
+                              prediction_settings(config), depends=(source_network,), inputs=("mri_dataset",),
+                              split=True)]
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
                                TRAINERS[config.trainer])
     final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
 
     def selftrain(context: Context, resume: bool) -> dict:
-        dataset_id, name = context.dataset(f"selftrain_{variant}")
+        dataset_id, dataset = context.dataset(f"selftrain_{name}")
         images = image_channel_files(context.mri_images)
         labels = label_files(Path(context.manifest_outputs(labels_step)["labels"]))
         missing = sorted(set(images) - set(labels))
         if missing:
             raise FileNotFoundError(f"no pseudo-label for MRI case(s) {missing[:5]}")
-        if not (resume and (fold_folder(context, name, selftrain_trainer) / "checkpoint_latest.pth").is_file()):
-            write_raw_dataset(context.raw / name, {c: (images[c], labels[c]) for c in sorted(images)},
+        if not (resume and (fold_folder(context, dataset, selftrain_trainer) / "checkpoint_latest.pth").is_file()):
+            write_raw_dataset(context.raw / dataset, {c: (images[c], labels[c]) for c in sorted(images)},
                               context.labels, ZSCORE_CHANNEL)
-            set_pseudolabel_target(context.raw / name, context.mri_images, config.self_training.num_snapshots)
+            set_pseudolabel_target(context.raw / dataset, context.mri_images, config.self_training.num_snapshots)
         pretrained = Path(context.manifest_outputs(source_network)["checkpoint"]) if config.warm_start else None
-        outputs = train(context, f"selftrain_{variant}", dataset_id, name, selftrain_trainer, resume, pretrained)
+        outputs = train(context, f"selftrain_{name}", dataset_id, dataset, selftrain_trainer, resume, pretrained)
         outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
         return outputs
 
     def filter_labels(context: Context, resume: bool) -> dict:
-        dataset_id, name = context.dataset(f"filtered_{variant}")
-        target = context.raw / name
+        dataset_id, dataset = context.dataset(f"filtered_{name}")
+        target = context.raw / dataset
         remove(target)
         selftrain = config.self_training
         cut = ["--threshold", selftrain.threshold] if selftrain.threshold is not None \
             else ["--keep_fraction", selftrain.keep_fraction]
-        run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{variant}")["snapshots"],
-                    target, *cut, "--images", context.mri_images], context.log_file(f"filter_{variant}"))
+        run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{name}")["snapshots"],
+                    target, *cut, "--images", context.mri_images], context.log_file(f"filter_{name}"))
         kept = sorted(label_files(target / "labelsTr"))
-        return {"dataset_id": dataset_id, "dataset": name, "folder": str(target), "kept_cases": kept,
+        return {"dataset_id": dataset_id, "dataset": dataset, "folder": str(target), "kept_cases": kept,
                 "uncertainty_csv": str(target / "uncertainty.csv"),
                 "figures": sorted(str(p) for p in target.rglob("*.png"))}
 
     def train_final(context: Context, resume: bool) -> dict:
-        dataset_id, name = context.dataset(f"final_{variant}")
-        trainer_folder = fold_folder(context, name, final_trainer)
+        dataset_id, dataset = context.dataset(f"final_{name}")
+        trainer_folder = fold_folder(context, dataset, final_trainer)
         if not (resume and (trainer_folder / "checkpoint_latest.pth").is_file()):
-            kept = labeled_cases(Path(context.manifest_outputs(f"filter_{variant}")["folder"]),
+            kept = labeled_cases(Path(context.manifest_outputs(f"filter_{name}")["folder"]),
                                  config.final.max_mri_cases)
             ct_folder = context.labeled_ct if config.final.ct_source == "ct" \
                 else Path(context.manifest_outputs("translate_asit")["folder"])
             ct_cases = labeled_cases(ct_folder, config.final.max_ct_cases) if config.final.max_ct_cases else {}
             cases = {**kept, **{f"ct_{case}": files for case, files in ct_cases.items()}}
-            write_raw_dataset(context.raw / name, cases, context.labels, ZSCORE_CHANNEL)
-        pretrained = Path(context.manifest_outputs(f"selftrain_{variant}")["checkpoint"]) \
+            write_raw_dataset(context.raw / dataset, cases, context.labels, ZSCORE_CHANNEL)
+        pretrained = Path(context.manifest_outputs(f"selftrain_{name}")["checkpoint"]) \
             if config.warm_start else None
-        return train(context, f"final_{variant}", dataset_id, name, final_trainer, resume, pretrained)
+        return train(context, f"final_{name}", dataset_id, dataset, final_trainer, resume, pretrained)
 
     def predict(context: Context, resume: bool) -> dict:
-        model = context.manifest_outputs(f"final_{variant}")
+        model = context.manifest_outputs(f"final_{name}")
         outputs = {}
         targets = {}
         if config.validation_labels is not None:
@@ -471,8 +497,8 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
         if config.test_images is not None:
             targets["test"] = Path(config.test_images)
         for kind, images in targets.items():
-            output = context.out / "predictions" / variant / kind
-            if predict_in_parts(context, f"predict_{variant}_{kind}", model, images, output):
+            output = context.out / "predictions" / name / kind
+            if predict_in_parts(context, f"predict_{name}_{kind}", model, images, output):
                 write_labels_dataset_json(context, output)
             outputs[kind] = str(output)
         return outputs
@@ -484,21 +510,21 @@ def plf_steps(config: PipelineConfig, variant: str) -> list[Step]:
     final_settings = {"final": config.to_dict()["final"], "warm_start": config.warm_start, "device": config.device,
                       "fold": config.fold, "num_gpus": config.num_gpus, "trainer": config.trainer,
                       **warm_settings}
-    final_depends = (f"filter_{variant}", f"selftrain_{variant}", "plan") \
+    final_depends = (f"filter_{name}", f"selftrain_{name}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
-    steps = [
-        Step(f"selftrain_{variant}", "self-training on the MRI pseudo-labels with K snapshots", selftrain,
+    steps = relabel_steps + [
+        Step(f"selftrain_{name}", "self-training on the MRI pseudo-labels with K snapshots", selftrain,
              selftrain_settings, depends=(labels_step, source_network, "plan"), inputs=("mri_dataset",)),
-        Step(f"filter_{variant}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
+        Step(f"filter_{name}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
              filter_labels, {"threshold": config.self_training.threshold,
                              "keep_fraction": config.self_training.keep_fraction},
-             depends=(f"selftrain_{variant}",), inputs=("mri_dataset",)),
-        Step(f"final_{variant}", "train the final small network on kept MRI pseudo-labels plus CT cases",
+             depends=(f"selftrain_{name}",), inputs=("mri_dataset",)),
+        Step(f"final_{name}", "train the final small network on kept MRI pseudo-labels plus CT cases",
              train_final, final_settings, depends=final_depends, inputs=("ct_dataset",)),
     ]
     if config.validation_labels is not None or config.test_images is not None:
-        steps.append(Step(f"predict_{variant}", "predict the validation / test MRI with the final network", predict,
-                          {"num_parts": config.num_parts, "device": config.device}, depends=(f"final_{variant}",),
+        steps.append(Step(f"predict_{name}", "predict the validation / test MRI with the final network", predict,
+                          prediction_settings(config), depends=(f"final_{name}",),
                           inputs=("mri_dataset", "validation_labels", "test_images"), split=True))
     return steps
 
@@ -538,13 +564,6 @@ def evaluate_step(config: PipelineConfig, row: str, scored_step: str, kind: str 
                 inputs=(labels_key,))
 
 
-# row -> (the network whose pseudo-labels it starts from, with MDM, with self-training and filtering)
-ROW_CHAINS = {"only_ct": ("ct", False, False), "cyclegan": ("cyclegan", False, False), "asit": ("asit", False, False),
-              "asit_mdm": ("asit", True, False), "asit_mdm_plf": ("asit", True, True),
-              "asit_plf": ("asit", False, True), "only_ct_plf": ("ct", False, True),
-              "cyclegan_plf": ("cyclegan", False, True)}
-
-
 def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], dict[str, str]]:
     """The steps the rows need, in running order, and each row's scored step."""
     steps: dict[str, Step] = {}
@@ -555,7 +574,7 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
 
     scored: dict[str, str] = {}
     for row in rows:
-        source, mdm, plf = ROW_CHAINS[row]
+        source, mdm, rounds = ROW_CHAINS[row]
         if source != "ct":
             if config.source_warm_start:
                 add(plan_step(config), source_steps(config, "ct")[0])
@@ -565,12 +584,14 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
         if mdm:
             add(mdm_step(config))
             scored[row] = "mdm"
-        if plf:
+        if rounds:
             variant = f"{source}_mdm" if mdm else source
             if config.final.ct_source == "fake_mri":  # the final network's CT cases come translated
                 add(*translator_steps(config, "asit"))
-            add(*plf_steps(config, variant))
-            scored[row] = f"predict_{variant}" if f"predict_{variant}" in steps else f"filter_{variant}"
+            for round_number in range(1, rounds + 1):
+                add(*plf_steps(config, variant, round_number))
+            last = plf_name(variant, rounds)
+            scored[row] = f"predict_{last}" if f"predict_{last}" in steps else f"filter_{last}"
     ordered = topological(list(steps.values()))
     if config.validation_labels is not None:
         for row in rows:
