@@ -49,43 +49,35 @@ BUDGET = {
 }
 
 
-# --setting gin (docs/pipeline.md, "Extra rows: GIN, then self-training"): the same budget, every network trained
-# with random intensity networks, and self-training from the CT network's pseudo-labels instead of ASIT's
-# --setting unet (docs/pipeline.md, "Rows with the U-Net translator"): the paper rows and budget, both translators
-# with the U-Net generator; same dataset ids, so with --output of a paper run (made by this version: the manifest
-# must fingerprint input folders) its CT steps are reused, not repeated
+# each setting's rules, written before its run, are in docs/pipeline.md under the section named beside it; what
+# it runs is in SETTING_HELP
 SETTINGS = {
-    "paper": {"ablation": ROWS, "dataset_id_base": 810},  # BUDGET's trainer
-    "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN", "dataset_id_base": 830},
-    "unet": {"ablation": ROWS, "dataset_id_base": 810,
+    "paper": {"ablation": ROWS, "dataset_id_base": 810},  # "Real-data benchmark"; BUDGET's trainer
+    "gin": {"ablation": ["only_ct", "only_ct_plf"], "trainer": "nnUNetTrainerUDAQuickGIN",
+            "dataset_id_base": 830},  # "Extra rows: GIN, then self-training"
+    "unet": {"ablation": ROWS, "dataset_id_base": 810,  # "Rows with the U-Net translator"
              "translator": {**BUDGET["translator"],
                             "extra_args": [*BUDGET["translator"]["extra_args"], "--generator", "unet"]}},
 }
-# --setting unet_ct_plf (docs/pipeline.md, "Warm starts that keep the segmentation heads"): the unet setting plus the
-# row only CT + PLF; with --output of a unet run its CT network and translators are reused
+# "Warm starts that keep the segmentation heads"
 SETTINGS["unet_ct_plf"] = {**SETTINGS["unet"], "ablation": [*ROWS, "only_ct_plf"]}
-# --setting organs4 (docs/pipeline.md, "Rows on the four evaluated organs"): the same budget with the networks trained
-# on liver, kidneys and spleen only (the issue's "legitimate user option", reported as its own rows); the CycleGAN
-# translator with the U-Net generator, the best translator row measured on 13 organs
+# "Rows on the four evaluated organs"
 SETTINGS["organs4"] = {**SETTINGS["unet"], "ablation": ["only_ct", "cyclegan", "only_ct_plf"],
                        "organs": list(ORGANS), "dataset_id_base": 850}
-# --setting organs4_plf (docs/pipeline.md, "CycleGAN + PLF on the four evaluated organs"): organs4 plus the row
-# CycleGAN + PLF; with --output of an organs4 run its networks are reused
+# "CycleGAN + PLF on the four evaluated organs"
 SETTINGS["organs4_plf"] = {**SETTINGS["organs4"], "ablation": [*SETTINGS["organs4"]["ablation"], "cyclegan_plf"]}
-# --setting organs4_plf2 (docs/pipeline.md, "A second self-training round on the four evaluated organs"): organs4_plf
-# plus CycleGAN + PLF with a second round; with --output of an organs4_plf run only the new round runs
+# "A second self-training round on the four evaluated organs"
 SETTINGS["organs4_plf2"] = {**SETTINGS["organs4_plf"],
                             "ablation": [*SETTINGS["organs4_plf"]["ablation"], "cyclegan_plf2"]}
-# --setting unet_plf (docs/pipeline.md, "Both PLF rows on thirteen organs"): the unet setting's budget and translator
-# with the rows of organs4_plf on all thirteen organs, from scratch, dataset ids 870-884
+# "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
 SETTING_HELP = {
     "paper": "the Table 7 rows (only CT, CycleGAN, ASIT, ASIT + PLF)",
     "gin": "only CT and only CT + PLF, every network trained with random intensity networks "
            "(nnUNetTrainerUDAQuickGIN)",
-    "unet": "the paper rows with U-Net translator generators (--output of a paper run made by this version reuses "
-            "its CT network)",
+    "unet": "the paper rows with U-Net translator generators (same dataset ids: --output of a paper run made by "
+            "this version reuses its CT network)",
     "unet_ct_plf": "unet plus the row only CT + PLF (--output of a unet run reuses its CT network and translators)",
     "organs4": "only CT, CycleGAN (U-Net generator) and only CT + PLF, every network trained on the four evaluated "
                "organs only (the 'organs' key)",

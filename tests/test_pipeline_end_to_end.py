@@ -96,7 +96,7 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     output = run_pipeline(config_file, nnunet_env)
     statuses = status_lines(output)
     for step in STEPS:
-        expected = "skipped" if step in finished_before_kill else ("running", "resuming")
+        expected = "skipped" if step in finished_before_kill else ("not run before", "resuming")
         assert statuses[step].startswith(expected), (step, statuses[step])
     manifest = json.loads(manifest_file.read_text())["stages"]
     assert all(manifest[step]["finished"] for step in STEPS)
@@ -163,7 +163,7 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     config_file.write_text(yaml.safe_dump(config))
     statuses = status_lines(run_pipeline(config_file, nnunet_env))
     assert all(statuses[step].startswith("skipped") for step in STEPS), statuses
-    assert all(statuses[step].startswith("running") for step in ROUND2_STEPS), statuses
+    assert all(statuses[step].startswith("not run before") for step in ROUND2_STEPS), statuses
     manifest = json.loads(manifest_file.read_text())["stages"]
     relabelled = tmp_path / "out" / "pseudolabels" / "final_asit_mdm"
     assert len(list(relabelled.glob("*.nii.gz"))) == 6

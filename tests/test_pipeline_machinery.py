@@ -28,8 +28,8 @@ from nnunetv2_uda.pipeline.datasets import (
 )
 from nnunetv2_uda.pipeline.manifest import FINGERPRINT_BLOCK_BYTES, Manifest, file_fingerprint, folder_fingerprint
 from nnunetv2_uda.pipeline.report import table7
-from nnunetv2_uda.pipeline.runner import rerun_reason
-from nnunetv2_uda.pipeline.stages import build_steps, parts_folder, row_plan
+from nnunetv2_uda.pipeline.runner import RunResult, plan_run, rerun_reason, run_worker_parts
+from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, parts_folder, row_plan
 
 
 def minimal(tmp_path: Path, **overrides) -> dict:
@@ -389,3 +389,29 @@ def test_prediction_parts_belong_to_one_trained_network(tmp_path):
     assert parts_folder(context, "pseudolabel_asit", model) == first
     checkpoint.write_bytes(b"weights of the retrained network")  # same settings, so the same input hash
     assert parts_folder(context, "pseudolabel_asit", model) != first
+
+
+def test_check_plan_and_worker_agree_with_the_main_runs_records(tmp_path):
+    ran: list[tuple[str, str]] = []
+
+    def step(name: str, depends: tuple[str, ...] = (), split: bool = False) -> Step:
+        return Step(name, name, lambda context, resume: ran.append((name, context.current_hash)) or {},
+                    {"setting": name}, depends=depends, split=split)
+
+    steps = [step("a"), step("b", ("a",), split=True), step("c", ("b",)), step("d", ("c",), split=True),
+             step("e", ("d",))]
+    config = config_from_dict(minimal(tmp_path))
+    manifest = Manifest(tmp_path / "out")
+    context = Context(config, {}, {}, {}, manifest, [1], worker=True)
+    planned = {item.step.name: item for item in plan_run(context, steps)}
+    assert all(item.status == "run: not run before" for item in planned.values())
+    for name in ("a", "b", "c"):  # the main run has finished a, b (all its parts) and c, not yet d
+        manifest.mark_started(name, planned[name].input_hash, planned[name].settings, planned[name].inputs)
+        manifest.mark_finished(name, {}, 1.0)
+    replanned = {item.step.name: item for item in plan_run(context, steps)}
+    assert [replanned[n].status.split(" ")[0] for n in "abcde"] == ["skip", "skip", "skip", "run:", "run:"]
+    assert {n: replanned[n].input_hash for n in "abcde"} == {n: planned[n].input_hash for n in "abcde"}
+
+    result = run_worker_parts(context, steps, RunResult(["row"]))
+    assert ran == [("d", planned["d"].input_hash)]  # its part only, under the hash the main run will record
+    assert result.statuses == {"a": "skipped", "b": "skipped", "c": "skipped", "d": "part"}

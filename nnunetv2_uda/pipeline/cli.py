@@ -46,15 +46,14 @@ def run_entry() -> None:
     try:
         config = load_config(args.config)
         if args.check:
-            from nnunetv2_uda.pipeline.runner import planned_statuses, prepare
+            from nnunetv2_uda.pipeline.runner import plan_run, prepare
 
             context, steps, _, rows, notes = prepare(config, args.part_id, args.worker)
             for note in notes:
                 print(f"note: {note}")
             print(f"config OK; rows: {', '.join(rows)}")
-            statuses = planned_statuses(context, steps)
-            for step in steps:
-                print(f"  {step.name}: {statuses[step.name]}: {step.description}")
+            for planned in plan_run(context, steps):
+                print(f"  {planned.step.name}: {planned.status}: {planned.step.description}")
             return
         run_pipeline(config, args.part_id, args.worker)
     except (ConfigError, StageCommandError, FileNotFoundError, FileExistsError, ValueError, OSError) as error:

@@ -17,6 +17,7 @@ from nnunetv2_uda.pipeline.manifest import Manifest, atomic_write_text, folder_f
 from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, row_plan
 
 RUN_FILE = "run.json"
+SKIP_REASON = "finished earlier with the same inputs and settings"
 WORKER_POLL_SECONDS = 10.0
 
 
@@ -46,23 +47,18 @@ def step_inputs(step: Step, context: Context, fingerprints: dict[str, str]) -> d
 
 
 def step_hash(step: Step, context: Context, fingerprints: dict[str, str],
-              planned: dict[str, str] | None = None) -> tuple[str, dict, dict]:
-    """The step's input hash, with the settings and input fingerprints it covers (recorded in the manifest).
-
-    ``planned`` holds the hashes earlier steps would get, for a check that records nothing; a run takes them from the
-    manifest, where each step's hash is recorded when it starts.
-    """
+              upstream_hashes: dict[str, str]) -> tuple[str, dict, dict]:
+    """The step's input hash, with the settings and input fingerprints it covers (recorded in the manifest)."""
     settings = json.loads(json.dumps(step.settings, default=str))
     inputs = step_inputs(step, context, fingerprints)
-    planned = planned or {}
-    upstream = {name: planned.get(name) or context.manifest.stages[name]["input_hash"] for name in step.depends}
+    upstream = {name: upstream_hashes[name] for name in step.depends}
     return hash_json({"settings": settings, "inputs": inputs, "upstream": upstream}), settings, inputs
 
 
 def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, inputs: dict) -> str:
     record = context.manifest.stages.get(step.name)
     if record is None:
-        return "running"
+        return "not run before"
     if record["input_hash"] == input_hash:
         return "resuming (an earlier run stopped or failed during this step)"
     changed = context.manifest.changed_settings(step.name, settings)
@@ -77,20 +73,34 @@ def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, 
     return "its inputs or an earlier step changed: rerunning"
 
 
-def planned_statuses(context: Context, steps: list[Step]) -> dict[str, str]:
-    """What a run started now would do with each step and why, recording nothing (``nnUNetv2_uda_run --check``)."""
+@dataclass
+class PlannedStep:
+    """What a run does with one step: its input hash and, unless it finished earlier with that hash, why it runs."""
+
+    step: Step
+    input_hash: str
+    settings: dict
+    inputs: dict
+    reason: str | None  # None: skipped
+
+    @property
+    def status(self) -> str:
+        return f"skip ({SKIP_REASON})" if self.reason is None else f"run: {self.reason}"
+
+
+def plan_run(context: Context, steps: list[Step]) -> list[PlannedStep]:
+    """Decides every step before any runs (a step's hash depends on settings, inputs and upstream hashes, never on
+    results), so ``nnUNetv2_uda_run --check`` shows exactly what the run does."""
     fingerprints: dict[str, str] = {}
-    planned: dict[str, str] = {}
-    statuses = {}
+    hashes: dict[str, str] = {}
+    planned = []
     for step in steps:
-        input_hash, settings, inputs = step_hash(step, context, fingerprints, planned)
-        planned[step.name] = input_hash
-        if context.manifest.is_finished(step.name, input_hash):
-            statuses[step.name] = "skip (finished earlier with the same inputs and settings)"
-        else:
-            reason = rerun_reason(step, context, input_hash, settings, inputs)
-            statuses[step.name] = "run (not run before)" if reason == "running" else f"run: {reason}"
-    return statuses
+        input_hash, settings, inputs = step_hash(step, context, fingerprints, hashes)
+        hashes[step.name] = input_hash
+        finished = context.manifest.is_finished(step.name, input_hash)
+        reason = None if finished else rerun_reason(step, context, input_hash, settings, inputs)
+        planned.append(PlannedStep(step, input_hash, settings, inputs, reason))
+    return planned
 
 
 def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> tuple[Context, list, dict,
@@ -122,37 +132,25 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
         say(note)
     say(f"rows: {', '.join(rows)}; {len(steps)} steps; output folder {context.out}")
     result = RunResult(rows)
-    fingerprints: dict[str, str] = {}
-    last_split = max((i for i, s in enumerate(steps) if s.split), default=-1)
+    if worker:
+        return run_worker_parts(context, steps, result)
     started = time.time()
-    for index, step in enumerate(steps, 1):
-        if worker and index - 1 > last_split:
-            break
-        input_hash, settings, inputs = step_hash(step, context, fingerprints) if not worker else wait_for_upstream(
-            step, context, fingerprints)
+    for index, planned in enumerate(plan_run(context, steps), 1):
+        step = planned.step
         prefix = f"[{index}/{len(steps)}] {step.name}"
-        if context.manifest.is_finished(step.name, input_hash):
-            say(f"{prefix}: skipped (finished earlier with the same inputs and settings)")
+        if planned.reason is None:
+            say(f"{prefix}: skipped ({SKIP_REASON})")
             result.statuses[step.name] = "skipped"
             continue
-        context.current_hash = input_hash
-        if worker:
-            if step.split:
-                say(f"{prefix}: running part {context.part_ids} ({step.description})")
-                step.action(context, True)
-                result.statuses[step.name] = "part"
-            continue
-        say(f"{prefix}: {rerun_reason(step, context, input_hash, settings, inputs)}: {step.description}")
-        resume = context.manifest.stages.get(step.name, {}).get("input_hash") == input_hash
-        context.manifest.mark_started(step.name, input_hash, settings, inputs)
+        context.current_hash = planned.input_hash
+        say(f"{prefix}: {planned.reason}: {step.description}")
+        resume = context.manifest.stages.get(step.name, {}).get("input_hash") == planned.input_hash
+        context.manifest.mark_started(step.name, planned.input_hash, planned.settings, planned.inputs)
         begin = time.time()
         outputs = step.action(context, resume)
         context.manifest.mark_finished(step.name, outputs, time.time() - begin)
         say(f"{prefix}: finished in {time.time() - begin:.1f} s")
         result.statuses[step.name] = "ran"
-    if worker:
-        say(f"worker part {context.part_ids} done")
-        return result
     run_info = {"rows": rows, "notes": notes, "scored_steps": scored, "steps": [s.name for s in steps],
                 "descriptions": {s.name: s.description for s in steps}, "statuses": result.statuses,
                 "config": config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
@@ -164,16 +162,38 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
     return result
 
 
-def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> tuple[str, dict, dict]:
-    """A worker waits until the owner has finished every step this one depends on (or this one, if not split)."""
+def run_worker_parts(context: Context, steps: list[Step], result: RunResult) -> RunResult:
+    """A worker runs its part of each split step once the main run has finished that step's upstream steps; the
+    hashes are the main run's, read from the shared manifest."""
+    fingerprints: dict[str, str] = {}
+    last_split = max((i for i, s in enumerate(steps) if s.split), default=-1)
+    for index, step in enumerate(steps[:last_split + 1], 1):
+        input_hash = wait_for_upstream(step, context, fingerprints)
+        prefix = f"[{index}/{len(steps)}] {step.name}"
+        if context.manifest.is_finished(step.name, input_hash):
+            say(f"{prefix}: skipped ({SKIP_REASON})")
+            result.statuses[step.name] = "skipped"
+        elif step.split:
+            context.current_hash = input_hash
+            say(f"{prefix}: running part {context.part_ids} ({step.description})")
+            step.action(context, True)
+            result.statuses[step.name] = "part"
+    say(f"worker part {context.part_ids} done")
+    return result
+
+
+def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> str:
+    """A worker waits until the owner has finished every step this one depends on (or this one, if not split) and
+    returns the step's input hash."""
     waited = 0.0
     while True:
         context.manifest.reload()
         records = context.manifest.stages
         if all(records.get(d, {}).get("finished") for d in step.depends):
-            input_hash, settings, inputs = step_hash(step, context, fingerprints)
+            upstream = {d: records[d]["input_hash"] for d in step.depends}
+            input_hash = step_hash(step, context, fingerprints, upstream)[0]
             if step.split or context.manifest.is_finished(step.name, input_hash):
-                return input_hash, settings, inputs
+                return input_hash
         if waited % 60 == 0:
             say(f"worker: waiting for step '{step.name}' to be finished by the main run")
         time.sleep(WORKER_POLL_SECONDS)

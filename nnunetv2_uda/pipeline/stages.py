@@ -346,22 +346,24 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     return [
         Step(f"train_{source}", f"train the segmentation network on {source_name(source)} with the CT labels",
              train_source, settings, depends=upstream),
-        Step(f"pseudolabel_{source}", f"pseudo-label the real MRI with the {source_name(source)} network",
-             pseudolabel_action(f"pseudolabel_{source}", f"train_{source}", source), prediction_settings(config),
-             depends=(f"train_{source}",), inputs=("mri_dataset",), split=True),
+        pseudolabel_step(config, f"train_{source}", source,
+                         f"pseudo-label the real MRI with the {source_name(source)} network"),
     ]
 
 
-def pseudolabel_action(step: str, network_step: str, subfolder: str) -> Callable[[Context, bool], dict]:
-    """Predicts the real MRI (all of it: the cases to self-train on) with a trained network: its pseudo-labels."""
+def pseudolabel_step(config: PipelineConfig, network_step: str, name: str, description: str) -> Step:
+    """``pseudolabel_<name>``: the real MRI (all of it, the cases to self-train on) predicted by the network that
+    ``network_step`` trained, into ``OUT/pseudolabels/<name>``."""
+    step_name = f"pseudolabel_{name}"
 
     def pseudolabel(context: Context, resume: bool) -> dict:
-        output = context.out / "pseudolabels" / subfolder
-        if predict_in_parts(context, step, context.manifest_outputs(network_step), context.mri_images, output):
+        output = context.out / "pseudolabels" / name
+        if predict_in_parts(context, step_name, context.manifest_outputs(network_step), context.mri_images, output):
             write_labels_dataset_json(context, output)
         return {"labels": str(output)}
 
-    return pseudolabel
+    return Step(step_name, description, pseudolabel, prediction_settings(config), depends=(network_step,),
+                inputs=("mri_dataset",), split=True)
 
 
 def prediction_settings(config: PipelineConfig) -> dict:
@@ -434,11 +436,9 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
         relabel_steps = []
     else:
         source_network = f"final_{plf_name(variant, round_number - 1)}"
-        labels_step = f"pseudolabel_{source_network}"
-        relabel_steps = [Step(labels_step, "pseudo-label the real MRI again with the previous round's final network",
-                              pseudolabel_action(labels_step, source_network, source_network),
-                              prediction_settings(config), depends=(source_network,), inputs=("mri_dataset",),
-                              split=True)]
+        relabel_steps = [pseudolabel_step(config, source_network, source_network,
+                                          "pseudo-label the real MRI again with the previous round's final network")]
+        labels_step = relabel_steps[0].name
     selftrain_trainer = budget(config.self_training.epochs, config.self_training.iterations_per_epoch,
                                TRAINERS[config.trainer])
     final_trainer = budget(config.final.epochs, config.final.iterations_per_epoch, config.trainer)
