@@ -23,6 +23,8 @@ import yaml
 from real_data import CT_DATASET, MRI_DATASET, ORGANS, REPO, add_common_arguments, nnunet_environment, real_data_present
 
 from nnunetv2_uda.pipeline.config import ROW_TITLES
+from nnunetv2_uda.pipeline.datasets import nnunet_folders
+from nnunetv2_uda.pipeline.manifest import Manifest
 
 ROWS = ["only_ct", "cyclegan", "asit", "asit_mdm_plf"]
 
@@ -69,6 +71,13 @@ SETTINGS["organs4_plf"] = {**SETTINGS["organs4"], "ablation": [*SETTINGS["organs
 # "A second self-training round on the four evaluated organs"
 SETTINGS["organs4_plf2"] = {**SETTINGS["organs4_plf"],
                             "ablation": [*SETTINGS["organs4_plf"]["ablation"], "cyclegan_plf2"]}
+# "ASIT rows on the four evaluated organs"
+SETTINGS["organs4_asit"] = {**SETTINGS["organs4_plf2"],
+                            "ablation": [*SETTINGS["organs4_plf2"]["ablation"], "asit", "asit_mdm_plf"]}
+# "A longer translator and CycleGAN network on the four evaluated organs"
+SETTINGS["organs4_long"] = {**SETTINGS["organs4"], "ablation": ["only_ct", "cyclegan", "cyclegan_plf"],
+                            "translator": {**SETTINGS["organs4"]["translator"], "iterations": 2000},
+                            "source_training": {"epochs": 4, "iterations_per_epoch": 100}}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -85,6 +94,11 @@ SETTING_HELP = {
     "organs4_plf2": "organs4_plf plus a second self-training round from the CycleGAN + PLF final network (--output "
                     "of an organs4_plf run runs only the new round)",
     "unet_plf": "the rows of organs4_plf on all thirteen organs",
+    "organs4_asit": "organs4_plf2 plus ASIT and ASIT + PLF, the paper's Table 7 on the four organs (--output of an "
+                    "organs4_plf2 run runs only the ASIT rows)",
+    "organs4_long": "only CT, CycleGAN and CycleGAN + PLF on the four organs with the 90 minutes' spare time spent on "
+                    "the translator (2000 iterations) and the CycleGAN network (400); --output of a copy of an "
+                    "organs4 run reuses its CT network",
 }
 
 
@@ -104,9 +118,9 @@ def bench_config(data: Path, output: Path, device: str, setting: str = "paper") 
     }
 
 
-def print_results(pipeline_folder: Path) -> None:
+def print_results(pipeline_folder: Path, env: dict[str, str]) -> None:
     """Table 7 form (DSC / NSD per organ, %) from the pipeline's evaluate steps, and every step's wall time."""
-    manifest = json.loads((pipeline_folder / "manifest.json").read_text())["stages"]
+    manifest = Manifest(pipeline_folder, roots=nnunet_folders(env)).stages
     run = json.loads((pipeline_folder / "run.json").read_text())
     header = f"{'Method':<20}" + "".join(f"{organ:>22}" for organ in (*ORGANS, "mean"))
     print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
@@ -159,7 +173,7 @@ def main() -> None:
     if result.returncode != 0:
         sys.exit(result.returncode)
     if not args.dry_run:
-        print_results(output / "pipeline")
+        print_results(output / "pipeline", env)
 
 
 if __name__ == "__main__":

@@ -23,24 +23,38 @@ def test_without_data_it_says_so_and_exits(command, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+TABLE7 = "only_ct, cyclegan, asit, asit_plf"
+ORGANS4 = "only_ct, cyclegan, only_ct_plf"
+# setting -> the rows its config check prints (one MRI sequence: 'asit_mdm_plf' runs as 'asit_plf')
+SETTING_ROWS = {
+    "paper": TABLE7,
+    "gin": "only_ct, only_ct_plf",
+    "unet": TABLE7,
+    "unet_ct_plf": f"{TABLE7}, only_ct_plf",
+    "organs4": ORGANS4,
+    "organs4_plf": f"{ORGANS4}, cyclegan_plf",
+    "organs4_plf2": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2",
+    "unet_plf": f"{ORGANS4}, cyclegan_plf",
+    "organs4_long": "only_ct, cyclegan, cyclegan_plf",
+    "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
+}
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
-@pytest.mark.parametrize("setting", ["paper", "unet", "unet_ct_plf", "organs4", "organs4_plf", "organs4_plf2",
-                                     "unet_plf"])
+@pytest.mark.parametrize("setting", SETTING_ROWS)
 def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env):
     result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--setting", setting],
                             env=nnunet_env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    if setting.startswith("organs4") or setting == "unet_plf":  # no ASIT row, so nothing about MDM to say
-        rows = "only_ct, cyclegan, only_ct_plf" + (", cyclegan_plf" if setting != "organs4" else "") \
-            + (", cyclegan_plf2" if setting == "organs4_plf2" else "")
-        assert f"rows: {rows}\n" in result.stdout and "evaluate_only_ct_plf" in result.stdout
-    else:
-        rows = "only_ct, cyclegan, asit, asit_plf" + (", only_ct_plf" if setting == "unet_ct_plf" else "")
-        assert "MDM is left out" in result.stdout and f"rows: {rows}\n" in result.stdout
-        assert "evaluate_asit_plf" in result.stdout and "mdm:" not in result.stdout
+    rows = SETTING_ROWS[setting]
+    assert f"rows: {rows}\n" in result.stdout
+    assert all(f"evaluate_{row}:" in result.stdout for row in rows.split(", ")), result.stdout
+    assert "mdm:" not in result.stdout
+    assert ("MDM is left out" in result.stdout) == ("asit" in rows)  # without an ASIT row there is no MDM to leave out
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
     assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
-    assert ("--generator" in config["translator"]["extra_args"]) == (setting != "paper")
+    unet_generator = setting not in ("paper", "gin")  # the settings after the unet run keep its U-Net generator
+    assert ("--generator" in config["translator"]["extra_args"]) == unet_generator
     four = ["liver", "right kidney", "left kidney", "spleen"]
     assert config.get("organs") == (four if setting.startswith("organs4") else None)
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
@@ -56,5 +70,5 @@ def test_help_explains_every_setting():
     result = subprocess.run([sys.executable, BENCH, "-h"], capture_output=True, text=True, timeout=120)
     choices = result.stdout.split("--setting {", 1)[1].split("}", 1)[0].split(",")
     help_text = " ".join(result.stdout.split())
-    assert result.returncode == 0 and len(choices) >= 8
+    assert result.returncode == 0 and sorted(choices) == sorted(SETTING_ROWS)  # every setting has a dry-run test
     assert all(f"{choice}: " in help_text for choice in choices), choices

@@ -17,6 +17,9 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
+from nnunetv2_uda.pipeline.datasets import nnunet_folders
+from nnunetv2_uda.pipeline.manifest import Manifest
+
 pytestmark = pytest.mark.slow
 
 STEPS = ["plan", "translator_asit", "translate_asit", "train_asit", "pseudolabel_asit", "mdm", "selftrain_asit_mdm",
@@ -55,6 +58,11 @@ def run_pipeline(config_file: Path, env: dict) -> str:
                             timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout
+
+
+def read_manifest(output_folder: Path, env: dict) -> dict[str, dict]:
+    """The step records with their output paths resolved, as the pipeline reads them."""
+    return Manifest(output_folder, roots=nnunet_folders(env)).stages
 
 
 def status_lines(output: str) -> dict[str, str]:
@@ -98,7 +106,7 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     for step in STEPS:
         expected = "skipped" if step in finished_before_kill else ("not run before", "resuming")
         assert statuses[step].startswith(expected), (step, statuses[step])
-    manifest = json.loads(manifest_file.read_text())["stages"]
+    manifest = read_manifest(tmp_path / "out", nnunet_env)
     assert all(manifest[step]["finished"] for step in STEPS)
 
     # every stage's artifacts, in nnU-Net's folders and the output folder
@@ -164,7 +172,7 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
     statuses = status_lines(run_pipeline(config_file, nnunet_env))
     assert all(statuses[step].startswith("skipped") for step in STEPS), statuses
     assert all(statuses[step].startswith("not run before") for step in ROUND2_STEPS), statuses
-    manifest = json.loads(manifest_file.read_text())["stages"]
+    manifest = read_manifest(tmp_path / "out", nnunet_env)
     relabelled = tmp_path / "out" / "pseudolabels" / "final_asit_mdm"
     assert len(list(relabelled.glob("*.nii.gz"))) == 6
     selftrain_log = (tmp_path / "out" / "logs" / "selftrain_asit_mdm_round2.log").read_text()

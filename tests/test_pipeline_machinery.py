@@ -152,6 +152,27 @@ def test_raw_dataset_assembly(tmp_path):
         labeled_cases(ct)
 
 
+def test_manifest_paths_follow_a_moved_run_folder(tmp_path):
+    first = {"nnUNet_results": tmp_path / "a" / "results"}
+    manifest = Manifest(tmp_path / "a" / "run", roots=first)
+    manifest.mark_started("train", "h1", {"a": 1})
+    outputs = {"checkpoint": str(tmp_path / "a" / "results" / "Dataset1_X" / "checkpoint_final.pth"),
+               "labels": [str(tmp_path / "a" / "run" / "pseudolabels" / "ct")], "folder": str(tmp_path / "a" / "run"),
+               "elsewhere": str(tmp_path / "a" / "results2" / "x"), "dataset_id": 1}
+    manifest.mark_finished("train", outputs, 1.0)
+    assert manifest.stages["train"]["outputs"] == outputs  # the running process keeps its absolute paths
+    stored = (tmp_path / "a" / "run" / "manifest.json").read_text()
+    assert '"$nnUNet_results/Dataset1_X/checkpoint_final.pth"' in stored
+    assert '"$output_folder/pseudolabels/ct"' in stored and str(tmp_path / "a" / "run") not in stored
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    moved = Manifest(tmp_path / "b" / "run", roots={"nnUNet_results": tmp_path / "b" / "results"})
+    assert moved.is_finished("train", "h1")
+    assert moved.stages["train"]["outputs"] == {
+        "checkpoint": str(tmp_path / "b" / "results" / "Dataset1_X" / "checkpoint_final.pth"),
+        "labels": [str(tmp_path / "b" / "run" / "pseudolabels" / "ct")], "folder": str(tmp_path / "b" / "run"),
+        "elsewhere": str(tmp_path / "a" / "results2" / "x"), "dataset_id": 1}  # not under a root: left as it was
+
+
 def test_manifest_records_and_fingerprints(tmp_path):
     manifest = Manifest(tmp_path)
     manifest.mark_started("plan", "h1", {"a": 1})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +45,14 @@ DATASET_ROLES.update({  # the second self-training round of each PLF chain (rows
 })
 
 
-def nnunet_folders() -> dict[str, Path]:
-    """nnU-Net's three folder variables; a clear error if any is unset."""
-    missing = [name for name in NNUNET_FOLDERS if not os.environ.get(name)]
+def nnunet_folders(environ: Mapping[str, str] = os.environ) -> dict[str, Path]:
+    """nnU-Net's three folder variables (of this process, or of the environment given for a subprocess); a clear error
+    if any is unset."""
+    missing = [name for name in NNUNET_FOLDERS if not environ.get(name)]
     if missing:
         raise OSError(f"environment variable(s) {', '.join(missing)} not set: the pipeline writes its datasets and "
                       f"models to nnU-Net's folders (see nnU-Net's documentation 'setting_up_paths.md')")
-    return {name: Path(os.environ[name]) for name in NNUNET_FOLDERS}
+    return {name: Path(environ[name]) for name in NNUNET_FOLDERS}
 
 
 def dataset_name(base: int, role: str) -> tuple[int, str]:

@@ -59,24 +59,57 @@ def folder_fingerprint(folder: Path) -> str:
     return hash_json(entries)
 
 
+def _map_strings(value, function):
+    if isinstance(value, dict):
+        return {key: _map_strings(item, function) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(item, function) for item in value]
+    return function(value) if isinstance(value, str) else value
+
+
 class Manifest:
     """``<output_folder>/manifest.json``: one record per stage.
 
     record = {"input_hash", "settings", "inputs", "outputs", "wall_time_s", "started_at", "finished_at", "finished"}
+
+    Output paths under a root (the output folder, and nnU-Net's folders where given) are stored as ``$<root
+    name>/<rest>`` and read back under the roots of the current run, so a run folder copied or moved together with
+    its nnU-Net folders resumes from its own files, not from the place it was first run.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, roots: dict[str, Path] | None = None):
         self.path = Path(folder) / MANIFEST_NAME
+        self.roots = {"output_folder": Path(folder), **(roots or {})}
         self.stages: dict[str, dict] = {}
-        if self.path.is_file():
-            self.stages = json.loads(self.path.read_text()).get("stages", {})
+        self.reload()
 
     def reload(self) -> None:
         if self.path.is_file():
-            self.stages = json.loads(self.path.read_text()).get("stages", {})
+            stages = json.loads(self.path.read_text()).get("stages", {})
+            for record in stages.values():
+                if "outputs" in record:
+                    record["outputs"] = _map_strings(record["outputs"], self._expand)
+            self.stages = stages
 
     def save(self) -> None:
-        atomic_write_text(self.path, json.dumps({"stages": self.stages}, indent=2, default=str))
+        stages = {name: {**record, "outputs": _map_strings(record["outputs"], self._collapse)}
+                  if "outputs" in record else record for name, record in self.stages.items()}
+        atomic_write_text(self.path, json.dumps({"stages": stages}, indent=2, default=str))
+
+    def _collapse(self, text: str) -> str:
+        """An absolute or as-given path under a root -> ``$<root name>/<rest>`` (the deepest root wins)."""
+        candidates = [(form, name) for name, root in self.roots.items()
+                      for form in {str(root), os.path.abspath(root)}]
+        for form, name in sorted(candidates, key=lambda candidate: -len(candidate[0])):
+            if text == form or text.startswith(form.rstrip(os.sep) + os.sep):
+                return f"${name}{text[len(form.rstrip(os.sep)):]}"
+        return text
+
+    def _expand(self, text: str) -> str:
+        name, separator, rest = text[1:].partition(os.sep)
+        if not text.startswith("$") or name not in self.roots:
+            return text  # not a root-relative path, or a manifest written before paths were stored this way
+        return str(self.roots[name]) + separator + rest
 
     def is_finished(self, stage: str, input_hash: str) -> bool:
         record = self.stages.get(stage)

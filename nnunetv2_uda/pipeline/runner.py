@@ -120,7 +120,7 @@ def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = F
     rows, notes = row_plan(config, sequences)
     steps, scored = build_steps(config, rows)
     Path(config.output_folder).mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(Path(config.output_folder))
+    manifest = Manifest(Path(config.output_folder), roots=folders)
     part_ids = [part_id] if part_id is not None else list(range(config.num_parts))
     context = Context(config, folders, labels, sequences, manifest, part_ids, worker, relabel=relabel)
     return context, steps, scored, rows, notes
