@@ -36,6 +36,7 @@ SETTING_ROWS = {
     "organs4_plf2": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2",
     "unet_plf": f"{ORGANS4}, cyclegan_plf",
     "organs4_long": "only_ct, cyclegan, cyclegan_plf",
+    "organs4_repeat": "only_ct, cyclegan, cyclegan_plf",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
