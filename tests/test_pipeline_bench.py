@@ -37,6 +37,7 @@ SETTING_ROWS = {
     "unet_plf": f"{ORGANS4}, cyclegan_plf",
     "organs4_long": "only_ct, cyclegan, cyclegan_plf",
     "organs4_repeat": "only_ct, cyclegan, cyclegan_plf",
+    "organs4_gin": "only_ct, only_ct_plf",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
@@ -58,6 +59,7 @@ def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env)
     assert ("--generator" in config["translator"]["extra_args"]) == unet_generator
     four = ["liver", "right kidney", "left kidney", "spleen"]
     assert config.get("organs") == (four if setting.startswith("organs4") else None)
+    assert config["trainer"].endswith("GIN") == ("gin" in setting)
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
 
 

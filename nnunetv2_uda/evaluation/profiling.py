@@ -82,12 +82,14 @@ def _process_tree(root_pid: int) -> set[int]:
                 parents[int(entry)] = int(parent)
     if root_pid not in parents:
         return set()
+    children: dict[int, list[int]] = {}
+    for pid, parent in parents.items():
+        children.setdefault(parent, []).append(pid)
     tree, frontier = {root_pid}, [root_pid]
     while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier.extend(children)
+        new = [pid for pid in children.get(frontier.pop(), []) if pid not in tree]
+        tree.update(new)
+        frontier.extend(new)
     return tree
 
 

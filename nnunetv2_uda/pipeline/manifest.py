@@ -80,6 +80,9 @@ class Manifest:
     def __init__(self, folder: Path, roots: dict[str, Path] | None = None):
         self.path = Path(folder) / MANIFEST_NAME
         self.roots = {"output_folder": Path(folder), **(roots or {})}
+        # every spelling of every root (as given and absolute), deepest first, so nested roots collapse to the closest
+        self._root_forms = sorted(((form.rstrip(os.sep), name) for name, root in self.roots.items()
+                                   for form in {str(root), os.path.abspath(root)}), key=lambda item: -len(item[0]))
         self.stages: dict[str, dict] = {}
         self.reload()
 
@@ -98,11 +101,9 @@ class Manifest:
 
     def _collapse(self, text: str) -> str:
         """An absolute or as-given path under a root -> ``$<root name>/<rest>`` (the deepest root wins)."""
-        candidates = [(form, name) for name, root in self.roots.items()
-                      for form in {str(root), os.path.abspath(root)}]
-        for form, name in sorted(candidates, key=lambda candidate: -len(candidate[0])):
-            if text == form or text.startswith(form.rstrip(os.sep) + os.sep):
-                return f"${name}{text[len(form.rstrip(os.sep)):]}"
+        for form, name in self._root_forms:
+            if text == form or text.startswith(form + os.sep):
+                return f"${name}{text[len(form):]}"
         return text
 
     def _expand(self, text: str) -> str:
