@@ -38,6 +38,7 @@ SETTING_ROWS = {
     "organs4_long": "only_ct, cyclegan, cyclegan_plf",
     "organs4_repeat": "only_ct, cyclegan, cyclegan_plf",
     "organs4_gin": "only_ct, only_ct_plf",
+    "organs4_x3": "only_ct, only_ct_plf",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
