@@ -25,6 +25,7 @@ def test_without_data_it_says_so_and_exits(command, tmp_path):
 
 TABLE7 = "only_ct, cyclegan, asit, asit_plf"
 ORGANS4 = "only_ct, cyclegan, only_ct_plf"
+CYCLEGAN_CHAIN = "only_ct, cyclegan, cyclegan_plf"
 # setting -> the rows its config check prints (one MRI sequence: 'asit_mdm_plf' runs as 'asit_plf')
 SETTING_ROWS = {
     "paper": TABLE7,
@@ -35,8 +36,8 @@ SETTING_ROWS = {
     "organs4_plf": f"{ORGANS4}, cyclegan_plf",
     "organs4_plf2": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2",
     "unet_plf": f"{ORGANS4}, cyclegan_plf",
-    "organs4_long": "only_ct, cyclegan, cyclegan_plf",
-    "organs4_repeat": "only_ct, cyclegan, cyclegan_plf",
+    "organs4_long": CYCLEGAN_CHAIN,
+    "organs4_repeat": CYCLEGAN_CHAIN,
     "organs4_gin": "only_ct, only_ct_plf",
     "organs4_x3": "only_ct, only_ct_plf",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",

@@ -85,11 +85,11 @@ def _process_tree(root_pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
-    tree, frontier = {root_pid}, [root_pid]
-    while frontier:
-        new = [pid for pid in children.get(frontier.pop(), []) if pid not in tree]
-        tree.update(new)
-        frontier.extend(new)
+    tree, frontier = set(), [root_pid]
+    while frontier:  # each process has one parent, so every pid is reached once
+        pid = frontier.pop()
+        tree.add(pid)
+        frontier.extend(children.get(pid, []))
     return tree
 
 

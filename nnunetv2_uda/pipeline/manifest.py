@@ -108,9 +108,9 @@ class Manifest:
 
     def _expand(self, text: str) -> str:
         name, separator, rest = text[1:].partition(os.sep)
-        if not text.startswith("$") or name not in self.roots:
-            return text  # not a root-relative path, or a manifest written before paths were stored this way
-        return str(self.roots[name]) + separator + rest
+        if text.startswith("$") and name in self.roots:
+            return str(self.roots[name]) + separator + rest
+        return text  # not a root-relative path, or a manifest written before paths were stored this way
 
     def is_finished(self, stage: str, input_hash: str) -> bool:
         record = self.stages.get(stage)
