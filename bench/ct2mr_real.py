@@ -88,6 +88,9 @@ SETTINGS["organs4_gin"] = {**SETTINGS["organs4"], "ablation": ["only_ct", "only_
                            "final": {**BUDGET["final"], "epochs": 6}}
 # "The same budget without GIN"
 SETTINGS["organs4_x3"] = {**SETTINGS["organs4_gin"], "trainer": BUDGET["trainer"], "dataset_id_base": 930}
+# "A second self-training round after the three-times-longer runs"
+SETTINGS["organs4_gin_plf2"] = {**SETTINGS["organs4_gin"], "ablation": ["only_ct", "only_ct_plf", "only_ct_plf2"]}
+SETTINGS["organs4_x3_plf2"] = {**SETTINGS["organs4_x3"], "ablation": SETTINGS["organs4_gin_plf2"]["ablation"]}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -117,6 +120,9 @@ SETTING_HELP = {
                    "self-training 900, final network 600; 43 minutes measured at 0.77 s per training iteration)",
     "organs4_x3": "organs4_gin without random intensity networks (nnUNetTrainerUDAQuick), its control: which part "
                   "of a difference to organs4 is the longer training",
+    "organs4_gin_plf2": "organs4_gin plus a second self-training round from the only CT + PLF final network, with "
+                        "the first round's settings (--output of an organs4_gin run runs only the new round)",
+    "organs4_x3_plf2": "organs4_x3 plus the same second round (--output of an organs4_x3 run runs only the new round)",
 }
 
 

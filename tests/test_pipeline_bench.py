@@ -40,6 +40,8 @@ SETTING_ROWS = {
     "organs4_repeat": CYCLEGAN_CHAIN,
     "organs4_gin": "only_ct, only_ct_plf",
     "organs4_x3": "only_ct, only_ct_plf",
+    "organs4_gin_plf2": "only_ct, only_ct_plf, only_ct_plf2",
+    "organs4_x3_plf2": "only_ct, only_ct_plf, only_ct_plf2",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
