@@ -89,8 +89,8 @@ SETTINGS["organs4_gin"] = {**SETTINGS["organs4"], "ablation": ["only_ct", "only_
 # "The same budget without GIN"
 SETTINGS["organs4_x3"] = {**SETTINGS["organs4_gin"], "trainer": BUDGET["trainer"], "dataset_id_base": 930}
 # "A second self-training round after the three-times-longer runs"
-SETTINGS["organs4_gin_plf2"] = {**SETTINGS["organs4_gin"], "ablation": ["only_ct", "only_ct_plf", "only_ct_plf2"]}
-SETTINGS["organs4_x3_plf2"] = {**SETTINGS["organs4_x3"], "ablation": SETTINGS["organs4_gin_plf2"]["ablation"]}
+SETTINGS.update({f"{base}_plf2": {**SETTINGS[base], "ablation": [*SETTINGS[base]["ablation"], "only_ct_plf2"]}
+                 for base in ("organs4_gin", "organs4_x3")})
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 

@@ -26,10 +26,11 @@ def test_without_data_it_says_so_and_exits(command, tmp_path):
 TABLE7 = "only_ct, cyclegan, asit, asit_plf"
 ORGANS4 = "only_ct, cyclegan, only_ct_plf"
 CYCLEGAN_CHAIN = "only_ct, cyclegan, cyclegan_plf"
+CT_CHAIN = "only_ct, only_ct_plf"
 # setting -> the rows its config check prints (one MRI sequence: 'asit_mdm_plf' runs as 'asit_plf')
 SETTING_ROWS = {
     "paper": TABLE7,
-    "gin": "only_ct, only_ct_plf",
+    "gin": CT_CHAIN,
     "unet": TABLE7,
     "unet_ct_plf": f"{TABLE7}, only_ct_plf",
     "organs4": ORGANS4,
@@ -38,10 +39,10 @@ SETTING_ROWS = {
     "unet_plf": f"{ORGANS4}, cyclegan_plf",
     "organs4_long": CYCLEGAN_CHAIN,
     "organs4_repeat": CYCLEGAN_CHAIN,
-    "organs4_gin": "only_ct, only_ct_plf",
-    "organs4_x3": "only_ct, only_ct_plf",
-    "organs4_gin_plf2": "only_ct, only_ct_plf, only_ct_plf2",
-    "organs4_x3_plf2": "only_ct, only_ct_plf, only_ct_plf2",
+    "organs4_gin": CT_CHAIN,
+    "organs4_x3": CT_CHAIN,
+    "organs4_gin_plf2": f"{CT_CHAIN}, only_ct_plf2",
+    "organs4_x3_plf2": f"{CT_CHAIN}, only_ct_plf2",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 

@@ -86,10 +86,11 @@ def _process_tree(root_pid: int) -> set[int]:
     for pid, parent in parents.items():
         children.setdefault(parent, []).append(pid)
     tree, frontier = set(), [root_pid]
-    while frontier:  # each process has one parent, so every pid is reached once
+    while frontier:  # /proc is read one process at a time: a pid reused meanwhile can close a cycle
         pid = frontier.pop()
-        tree.add(pid)
-        frontier.extend(children.get(pid, []))
+        if pid not in tree:
+            tree.add(pid)
+            frontier.extend(children.get(pid, []))
     return tree
 
 
