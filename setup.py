@@ -39,6 +39,7 @@ COMMANDS = {
     "nnUNetv2_uda_translate": "nnunetv2_uda.translation.cli:translate_entry",
     "nnUNetv2_uda_filter_pseudolabels": "nnunetv2_uda.pseudolabels.cli:filter_pseudolabels_entry",
     "nnUNetv2_uda_mdm": "nnunetv2_uda.pseudolabels.cli:mdm_entry",
+    "nnUNetv2_uda_largest_component": "nnunetv2_uda.pseudolabels.cli:largest_component_entry",
     "nnUNetv2_predict_fast": "nnunetv2_uda.inference.cli:predict_fast_entry",
     "nnUNetv2_uda_evaluate": "nnunetv2_uda.evaluation.cli:evaluate_entry",
     "nnUNetv2_uda_profile": "nnunetv2_uda.evaluation.cli:profile_entry",

@@ -91,6 +91,8 @@ SETTINGS["organs4_x3"] = {**SETTINGS["organs4_gin"], "trainer": BUDGET["trainer"
 # "A second self-training round after the three-times-longer runs"
 SETTINGS.update({f"{base}_plf2": {**SETTINGS[base], "ablation": [*SETTINGS[base]["ablation"], "only_ct_plf2"]}
                  for base in ("organs4_gin", "organs4_x3")})
+# "The largest component of each organ"
+SETTINGS["organs4_gin_lcc"] = {**SETTINGS["organs4_gin"], "largest_component": True, "dataset_id_base": 960}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -123,6 +125,8 @@ SETTING_HELP = {
     "organs4_gin_plf2": "organs4_gin plus a second self-training round from the only CT + PLF final network, with "
                         "the first round's settings (--output of an organs4_gin run runs only the new round)",
     "organs4_x3_plf2": "organs4_x3 plus the same second round (--output of an organs4_x3 run runs only the new round)",
+    "organs4_gin_lcc": "organs4_gin with the largest component of each organ kept in the pseudo-labels self-training "
+                       "starts from, the filtered pseudo-labels and the predictions ('largest_component' key)",
 }
 
 

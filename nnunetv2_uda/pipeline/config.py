@@ -100,6 +100,7 @@ class PipelineConfig:
     configuration: str = "2d"
     trainer: str = "nnUNetTrainerUDASmall"
     organs: list[str] | None = None
+    largest_component: bool = False
     target_spacing: list[float] | None = None
     batch_size: int | None = None
     fold: str = "all"

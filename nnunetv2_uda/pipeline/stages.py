@@ -32,6 +32,7 @@ from nnunetv2_uda.pipeline.datasets import (
 from nnunetv2_uda.pipeline.manifest import Manifest, file_fingerprint
 from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
+from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV
 from nnunetv2_uda.pseudolabels.snapshots import DATASET_JSON_KEY, SNAPSHOT_SUBFOLDER
 from nnunetv2_uda.training.budget import budget_trainer_name
 from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE
@@ -248,6 +249,26 @@ def write_labels_dataset_json(context: Context, folder: Path) -> None:
         {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
 
 
+def largest_component_settings(config: PipelineConfig) -> dict:
+    """Recorded only when set, so runs recorded before the key existed keep their steps."""
+    return {"largest_component": True} if config.largest_component else {}
+
+
+def keep_largest_components(context: Context, step: str, labels: Path) -> Path:
+    """``nnUNetv2_uda_largest_component`` from ``labels`` into ``<labels>_largest_component`` (the unprocessed maps
+    stay for comparison); returns the folder to use: the new one when the config asks for it, else ``labels``."""
+    if not context.config.largest_component:
+        return labels
+    output = labels.with_name(labels.name + "_largest_component")
+    temporary = output.with_name(output.name + ".tmp")
+    remove(temporary)
+    run_logged(["nnUNetv2_uda_largest_component", labels, temporary, "-np", context.config.num_processes],
+               context.log_file(step))
+    remove(output)
+    os.replace(temporary, output)
+    return output
+
+
 def organ_settings(config: PipelineConfig) -> dict:
     """Recorded only when set, so runs recorded before the key existed keep their steps."""
     return {"organs": config.organs} if config.organs is not None else {}
@@ -358,16 +379,18 @@ def pseudolabel_step(config: PipelineConfig, network_step: str, name: str, descr
 
     def pseudolabel(context: Context, resume: bool) -> dict:
         output = context.out / "pseudolabels" / name
-        if predict_in_parts(context, step_name, context.manifest_outputs(network_step), context.mri_images, output):
-            write_labels_dataset_json(context, output)
-        return {"labels": str(output)}
+        if not predict_in_parts(context, step_name, context.manifest_outputs(network_step), context.mri_images,
+                                output):
+            return {"labels": str(output)}
+        write_labels_dataset_json(context, output)
+        return {"labels": str(keep_largest_components(context, step_name, output)), "unprocessed_labels": str(output)}
 
     return Step(step_name, description, pseudolabel, prediction_settings(config), depends=(network_step,),
                 inputs=("mri_dataset",), split=True)
 
 
 def prediction_settings(config: PipelineConfig) -> dict:
-    return {"num_parts": config.num_parts, "device": config.device}
+    return {"num_parts": config.num_parts, "device": config.device, **largest_component_settings(config)}
 
 
 def source_name(source: str) -> str:
@@ -468,6 +491,11 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
             else ["--keep_fraction", selftrain.keep_fraction]
         run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{name}")["snapshots"],
                     target, *cut, "--images", context.mri_images], context.log_file(f"filter_{name}"))
+        if config.largest_component:  # the final network trains on labelsTr: cleaned there, unprocessed kept aside
+            cleaned = keep_largest_components(context, f"filter_{name}", target / "labelsTr")
+            os.replace(cleaned / REMOVED_CSV, target / REMOVED_CSV)
+            os.replace(target / "labelsTr", target / "labelsTr_unprocessed")
+            os.replace(cleaned, target / "labelsTr")
         kept = sorted(label_files(target / "labelsTr"))
         return {"dataset_id": dataset_id, "dataset": dataset, "folder": str(target), "kept_cases": kept,
                 "uncertainty_csv": str(target / "uncertainty.csv"),
@@ -498,9 +526,11 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
             targets["test"] = Path(config.test_images)
         for kind, images in targets.items():
             output = context.out / "predictions" / name / kind
+            outputs[kind] = str(output)
             if predict_in_parts(context, f"predict_{name}_{kind}", model, images, output):
                 write_labels_dataset_json(context, output)
-            outputs[kind] = str(output)
+                outputs[kind] = str(keep_largest_components(context, f"predict_{name}_{kind}", output))
+                outputs[f"{kind}_unprocessed"] = str(output)
         return outputs
 
     warm_settings = WARM_START_SETTINGS if config.warm_start else {}
@@ -517,7 +547,8 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
              selftrain_settings, depends=(labels_step, source_network, "plan"), inputs=("mri_dataset",)),
         Step(f"filter_{name}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
              filter_labels, {"threshold": config.self_training.threshold,
-                             "keep_fraction": config.self_training.keep_fraction},
+                             "keep_fraction": config.self_training.keep_fraction,
+                             **largest_component_settings(config)},
              depends=(f"selftrain_{name}",), inputs=("mri_dataset",)),
         Step(f"final_{name}", "train the final small network on kept MRI pseudo-labels plus CT cases",
              train_final, final_settings, depends=final_depends, inputs=("ct_dataset",)),

@@ -1,10 +1,12 @@
-"""Command lines ``nnUNetv2_uda_filter_pseudolabels`` and ``nnUNetv2_uda_mdm``."""
+"""Command lines ``nnUNetv2_uda_filter_pseudolabels``, ``nnUNetv2_uda_mdm`` and ``nnUNetv2_uda_largest_component``."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from nnunetv2_uda.pseudolabels.filtering import DEFAULT_KEEP_FRACTION, filter_pseudolabels
+from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV, largest_component_folder
 from nnunetv2_uda.pseudolabels.matching import MATCHES_CSV, multi_domain_matching
 
 
@@ -61,3 +63,31 @@ def mdm_entry() -> None:
                                     args.sequences_csv, args.uncertainty_csv, args.registration_on)
     matched = sum(1 for record in records if record.matched_case)
     print(f"{matched} of {len(records)} pseudo-labels replaced by matched ones; written to {args.output_folder}")
+
+
+def largest_component_entry() -> None:
+    parser = argparse.ArgumentParser(
+        description="Keeps only the largest connected component of each label (nnU-Net's "
+                    "remove_all_but_largest_component_from_segmentation, 3D full connectivity) in every "
+                    "<case>.nii.gz of INPUT_FOLDER and writes the results, same geometry and voxel type, to "
+                    f"OUTPUT_FOLDER with {REMOVED_CSV} (voxels removed per case and label). Meant for organs that "
+                    "are one connected object, applied to pseudo-labels or predictions; unreadable files are named, "
+                    "the other cases are still written, and the command then exits non-zero.")
+    parser.add_argument("input_folder", help="folder of label maps <case>.nii.gz (e.g. nnUNetv2_predict output)")
+    parser.add_argument("output_folder", help="where the post-processed label maps go (a new folder; the input "
+                                              "is not changed)")
+    parser.add_argument("--labels", type=int, nargs="+", default=None, metavar="ID",
+                        help="label ids to post-process (default: every non-zero label present); other labels "
+                             "are copied unchanged")
+    parser.add_argument("-np", "--num_processes", type=int, default=1,
+                        help="cases processed in parallel (default: 1)")
+    args = parser.parse_args()
+    results = largest_component_folder(args.input_folder, args.output_folder, args.labels, args.num_processes)
+    failed = [result for result in results if result.error]
+    removed = sum(sum(result.removed_voxels.values()) for result in results)
+    print(f"{len(results) - len(failed)} of {len(results)} label maps written to {args.output_folder} "
+          f"({removed} voxels outside the largest components removed)")
+    for result in failed:
+        print(f"case '{result.case}' not written: {result.error}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
