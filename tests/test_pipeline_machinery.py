@@ -376,6 +376,19 @@ def test_chosen_organs_reach_every_step_that_reads_ct_labels(tmp_path):
     assert "plan" in chosen["translate_cyclegan"][1]  # it translates the plan step's relabelled CT dataset
 
 
+def test_largest_component_reaches_the_steps_that_write_label_maps(tmp_path):
+    rows = ["only_ct", "only_ct_plf"]
+    settings_of = lambda config: {s.name: s.settings for s in build_steps(config, rows)[0]}  # noqa: E731
+    default = settings_of(config_from_dict(minimal(tmp_path, ablation=rows)))
+    assert not any("largest_component" in settings for settings in default.values())  # older runs keep their steps
+    chosen = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, largest_component=True,
+                                                  validation_labels=str(tmp_path / "labels"))))
+    marked = {name for name, settings in chosen.items() if settings.get("largest_component")}
+    assert marked == {"pseudolabel_ct", "filter_ct", "predict_ct"}
+    with pytest.raises(ConfigError, match="'largest_component'"):
+        config_from_dict(minimal(tmp_path, largest_component="sometimes"))
+
+
 def test_table7_form():
     summary = {"liver": {"DSC": {"mean": 0.9}, "NSD": {"mean": 0.8}}, "mean": {"DSC": {"mean": 0.9},
                                                                                "NSD": {"mean": 0.8}}}
