@@ -93,6 +93,9 @@ SETTINGS.update({f"{base}_plf2": {**SETTINGS[base], "ablation": [*SETTINGS[base]
                  for base in ("organs4_gin", "organs4_x3")})
 # "The largest component of each organ"
 SETTINGS["organs4_gin_lcc"] = {**SETTINGS["organs4_gin"], "largest_component": True, "dataset_id_base": 960}
+# "Training without mirroring"
+SETTINGS["organs4_gin_lcc_nomirror"] = {**SETTINGS["organs4_gin_lcc"], "trainer": "nnUNetTrainerUDAQuickGINNoMirroring",
+                                        "dataset_id_base": 780}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -127,6 +130,8 @@ SETTING_HELP = {
     "organs4_x3_plf2": "organs4_x3 plus the same second round (--output of an organs4_x3 run runs only the new round)",
     "organs4_gin_lcc": "organs4_gin with the largest component of each organ kept in the pseudo-labels self-training "
                        "starts from, the filtered pseudo-labels and the predictions ('largest_component' key)",
+    "organs4_gin_lcc_nomirror": "organs4_gin_lcc trained without mirroring augmentation "
+                                "(nnUNetTrainerUDAQuickGINNoMirroring): kidneys told apart by where they lie",
 }
 
 

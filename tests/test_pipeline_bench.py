@@ -44,6 +44,7 @@ SETTING_ROWS = {
     "organs4_gin_plf2": f"{CT_CHAIN}, only_ct_plf2",
     "organs4_x3_plf2": f"{CT_CHAIN}, only_ct_plf2",
     "organs4_gin_lcc": CT_CHAIN,
+    "organs4_gin_lcc_nomirror": CT_CHAIN,
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
@@ -65,8 +66,9 @@ def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env)
     assert ("--generator" in config["translator"]["extra_args"]) == unet_generator
     four = ["liver", "right kidney", "left kidney", "spleen"]
     assert config.get("organs") == (four if setting.startswith("organs4") else None)
-    assert config["trainer"].endswith("GIN") == ("gin" in setting)
-    assert config.get("largest_component", False) == setting.endswith("_lcc")
+    assert ("GIN" in config["trainer"]) == ("gin" in setting)
+    assert config.get("largest_component", False) == ("_lcc" in setting)
+    assert config["trainer"].endswith("NoMirroring") == setting.endswith("_nomirror")
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
 
 

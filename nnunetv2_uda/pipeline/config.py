@@ -36,6 +36,8 @@ TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
             "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel",
             "nnUNetTrainerUDASmallGIN": "nnUNetTrainerUDAPseudoLabelGIN",
             "nnUNetTrainerUDAQuickGIN": "nnUNetTrainerUDAQuickPseudoLabelGIN"}
+TRAINERS.update({f"{trainer}NoMirroring": f"{counterpart}NoMirroring"
+                 for trainer, counterpart in list(TRAINERS.items())})
 
 
 class ConfigError(ValueError):
