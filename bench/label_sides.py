@@ -1,0 +1,47 @@
+"""Which side of the image each label lies on: a check of left/right labels that needs no reference labels.
+
+    python3 bench/label_sides.py PREDICTION_FOLDER [PREDICTION_FOLDER ...]
+
+For every label of each folder's dataset.json, prints the share of its voxels in the image half with x < width / 2
+(the array's last axis). In BTCV and CHAOS the patient's right side (liver, right kidney) is that half, so a network
+that names the kidneys by their side puts nearly all of the right kidney there and nearly none of the left kidney.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunetv2_uda.pseudolabels.label_io import label_files
+
+
+def side_shares(folder: Path) -> dict[str, tuple[float, int]]:
+    """label name -> (share of its voxels in the half x < width / 2, voxel count) over every case of ``folder``."""
+    dataset_json = folder / "dataset.json" if (folder / "dataset.json").is_file() else folder.parent / "dataset.json"
+    labels = json.loads(dataset_json.read_text())["labels"]
+    counts = {name: np.zeros(2, dtype=np.int64) for name, value in labels.items() if value != 0}
+    for path in label_files(folder).values():
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        half = array.shape[-1] // 2
+        for name, value in labels.items():
+            if value != 0:
+                counts[name] += [(array[..., :half] == value).sum(), (array[..., half:] == value).sum()]
+    return {name: (float(c[0] / c.sum()) if c.sum() else float("nan"), int(c.sum())) for name, c in counts.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path,
+                        help="folders of label maps <case>.nii.gz with dataset.json (or a raw dataset's labelsTr)")
+    for folder in parser.parse_args().folders:
+        shares = side_shares(folder)
+        print(f"{folder}: " + ", ".join(f"{name} {share:.2f} of {count} voxels" for name, (share, count) in
+                                        shares.items()))
+
+
+if __name__ == "__main__":
+    main()
