@@ -1,17 +1,21 @@
-"""The real-data benchmarks' argument handling and bench/ct2mr_real.py's config generation (the runs themselves,
-25 to 90 minutes, are not run in tests)."""
+"""The real-data benchmarks' argument handling, bench/ct2mr_real.py's config generation (the runs themselves,
+25 to 90 minutes, are not run in tests) and bench/label_sides.py's side check."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import SimpleITK as sitk
 import yaml
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "ct2mr_real.py"
 EXTRA_ROWS = BENCH.parent / "extra_rows_real.py"
+LABEL_SIDES = BENCH.parent / "label_sides.py"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -84,3 +88,16 @@ def test_help_explains_every_setting():
     help_text = " ".join(result.stdout.split())
     assert result.returncode == 0 and sorted(choices) == sorted(SETTING_ROWS)  # every setting has a dry-run test
     assert all(f"{choice}: " in help_text for choice in choices), choices
+
+
+def test_label_sides_counts_each_label_per_image_half(tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "right kidney": 1,
+                                                                   "left kidney": 2, "spleen": 3}}))
+    segmentation = np.zeros((2, 4, 8), dtype=np.uint8)
+    segmentation[:, :, 1] = 1  # 8 voxels, all in the half x < 4
+    segmentation[0, 0, 6] = 2
+    segmentation[0, 1, 2] = 2  # left kidney: 1 of 2 voxels in that half
+    sitk.WriteImage(sitk.GetImageFromArray(segmentation), str(tmp_path / "case.nii.gz"))
+    result = subprocess.run([sys.executable, LABEL_SIDES, tmp_path], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "right kidney 1.00 of 8 voxels, left kidney 0.50 of 2 voxels, spleen nan of 0 voxels" in result.stdout
