@@ -27,6 +27,8 @@ REMOVED_CSV = "largest_component.csv"
 
 @dataclass
 class CaseResult:
+    """One case's outcome: voxels removed per label, or why it was not written (the other cases still are)."""
+
     case: str
     removed_voxels: dict[int, int]
     error: str | None = None
