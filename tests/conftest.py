@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,6 +165,20 @@ def tiny_plans(tiny_dataset, run_command) -> Path:
     run_command(["nnUNetv2_plan_and_preprocess", "-d", tiny_dataset.dataset_id, "-pl", "nnUNetPlannerUDASmall",
                  "-c", "2d", "-np", "1"])
     return Path(os.environ["nnUNet_preprocessed"]) / tiny_dataset.name / "nnUNetPlansUDASmall.json"
+
+
+@pytest.fixture
+def train_tiny(tiny_dataset, tiny_plans, run_command) -> Callable[[str], Path]:
+    """Trains a trainer by name with nnUNetv2_train on the tiny dataset (2d, fold 'all', CPU), as a user would;
+    returns its fold folder."""
+
+    def train(trainer: str) -> Path:
+        run_command(["nnUNetv2_train", tiny_dataset.dataset_id, "2d", "all", "-tr", trainer,
+                     "-p", "nnUNetPlansUDASmall", "-device", "cpu"])
+        return (Path(os.environ["nnUNet_results"]) / tiny_dataset.name / f"{trainer}__nnUNetPlansUDASmall__2d"
+                / "fold_all")
+
+    return train
 
 
 @pytest.fixture(scope="session")

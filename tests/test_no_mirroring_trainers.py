@@ -52,9 +52,5 @@ def test_every_pipeline_trainer_has_a_variant_with_its_pseudolabel_counterpart(t
     assert (variant.get_training_transforms is nnUNetTrainerUDASmallGIN.get_training_transforms) == ("GIN" in trainer)
 
 
-def test_nnunetv2_train_runs_it(tiny_plans, tiny_dataset, run_command, nnunet_env):
-    trainer = "nnUNetTrainerUDAQuickGINNoMirroring_1epochs_2iters"
-    run_command(["nnUNetv2_train", tiny_dataset.dataset_id, "2d", "all", "-tr", trainer,
-                 "-p", "nnUNetPlansUDASmall", "-device", "cpu"])
-    fold = Path(nnunet_env["nnUNet_results"]) / tiny_dataset.name / f"{trainer}__nnUNetPlansUDASmall__2d"
-    assert (fold / "fold_all" / "checkpoint_final.pth").is_file()
+def test_nnunetv2_train_runs_it(train_tiny):
+    assert (train_tiny("nnUNetTrainerUDAQuickGINNoMirroring_1epochs_2iters") / "checkpoint_final.pth").is_file()

@@ -254,7 +254,7 @@ def largest_component_settings(config: PipelineConfig) -> dict:
     return {"largest_component": True} if config.largest_component else {}
 
 
-def keep_largest_components(context: Context, step: str, labels: Path) -> Path:
+def clean_label_maps(context: Context, step: str, labels: Path) -> Path:
     """``nnUNetv2_uda_largest_component`` from ``labels`` into ``<labels>_largest_component`` (the unprocessed maps
     stay for comparison); returns the folder to use: the new one when the config asks for it, else ``labels``."""
     if not context.config.largest_component:
@@ -383,7 +383,7 @@ def pseudolabel_step(config: PipelineConfig, network_step: str, name: str, descr
                                 output):
             return {"labels": str(output)}
         write_labels_dataset_json(context, output)
-        return {"labels": str(keep_largest_components(context, step_name, output)), "unprocessed_labels": str(output)}
+        return {"labels": str(clean_label_maps(context, step_name, output)), "unprocessed_labels": str(output)}
 
     return Step(step_name, description, pseudolabel, prediction_settings(config), depends=(network_step,),
                 inputs=("mri_dataset",), split=True)
@@ -492,7 +492,7 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
         run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{name}")["snapshots"],
                     target, *cut, "--images", context.mri_images], context.log_file(f"filter_{name}"))
         if config.largest_component:  # the final network trains on labelsTr: cleaned there, unprocessed kept aside
-            cleaned = keep_largest_components(context, f"filter_{name}", target / "labelsTr")
+            cleaned = clean_label_maps(context, f"filter_{name}", target / "labelsTr")
             os.replace(cleaned / REMOVED_CSV, target / REMOVED_CSV)
             os.replace(target / "labelsTr", target / "labelsTr_unprocessed")
             os.replace(cleaned, target / "labelsTr")
@@ -529,7 +529,7 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
             outputs[kind] = str(output)
             if predict_in_parts(context, f"predict_{name}_{kind}", model, images, output):
                 write_labels_dataset_json(context, output)
-                outputs[kind] = str(keep_largest_components(context, f"predict_{name}_{kind}", output))
+                outputs[kind] = str(clean_label_maps(context, f"predict_{name}_{kind}", output))
                 outputs[f"{kind}_unprocessed"] = str(output)
         return outputs
 

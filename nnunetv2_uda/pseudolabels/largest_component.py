@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,13 @@ import SimpleITK as sitk
 from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
 from tqdm import tqdm
 
-from nnunetv2_uda.pseudolabels.label_io import label_files, require_cases, write_image_atomically, write_text_atomically
+from nnunetv2_uda.pseudolabels.label_io import (
+    copy_atomically,
+    label_files,
+    require_cases,
+    write_image_atomically,
+    write_text_atomically,
+)
 
 REMOVED_CSV = "largest_component.csv"
 
@@ -81,7 +86,7 @@ def largest_component_folder(input_folder: Path | str, output_folder: Path | str
     else:
         results = [_process_case(*argument) for argument in tqdm(arguments, desc="largest component")]
     if (input_folder / "dataset.json").is_file():
-        shutil.copyfile(input_folder / "dataset.json", output_folder / "dataset.json")
+        copy_atomically(input_folder / "dataset.json", output_folder / "dataset.json")
     table = io.StringIO()
     writer = csv.writer(table)
     writer.writerow(["case", "label", "voxels_removed", "error"])
