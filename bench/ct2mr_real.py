@@ -96,6 +96,9 @@ SETTINGS["organs4_gin_lcc"] = {**SETTINGS["organs4_gin"], "largest_component": T
 # "Training without mirroring"
 SETTINGS["organs4_gin_lcc_nomirror"] = {**SETTINGS["organs4_gin_lcc"], "trainer": "nnUNetTrainerUDAQuickGINNoMirroring",
                                         "dataset_id_base": 780}
+# "Training without mirroring on thirteen organs"
+SETTINGS["organs13_gin_lcc_nomirror"] = {**{key: value for key, value in SETTINGS["organs4_gin_lcc_nomirror"].items()
+                                            if key != "organs"}, "dataset_id_base": 740}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -132,6 +135,8 @@ SETTING_HELP = {
                        "starts from, the filtered pseudo-labels and the predictions ('largest_component' key)",
     "organs4_gin_lcc_nomirror": "organs4_gin_lcc trained without mirroring augmentation "
                                 "(nnUNetTrainerUDAQuickGINNoMirroring): kidneys told apart by where they lie",
+    "organs13_gin_lcc_nomirror": "organs4_gin_lcc_nomirror on all thirteen organs (no 'organs' key): the "
+                                 "thirteen-organ row beside the four-organ one",
 }
 
 

@@ -49,6 +49,7 @@ SETTING_ROWS = {
     "organs4_x3_plf2": f"{CT_CHAIN}, only_ct_plf2",
     "organs4_gin_lcc": CT_CHAIN,
     "organs4_gin_lcc_nomirror": CT_CHAIN,
+    "organs13_gin_lcc_nomirror": CT_CHAIN,
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
