@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from real_data import CT_DATASET, DEFAULT_DATA, MRI_DATASET, real_data_present
 from scipy.stats import wasserstein_distance
 
 from nnunetv2_uda.translation.networks import GENERATORS
@@ -35,8 +36,6 @@ from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
 from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import translate_dataset
 from nnunetv2_uda.translation.translator import train_translator
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def slices_in_both_spaces(folder: Path, modality: str, spacing: float, size: int, per_case: int):
@@ -114,17 +113,26 @@ def make_phantoms(work: Path, args) -> tuple[Path, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"])
-    parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"])
+    parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"],
+                        help="which CT/MRI pairs to measure: built-in phantoms (made on the fly) and/or the real BTCV "
+                             "CT and CHAOS T2 in ../shared/data (skipped where absent). Default: both")
+    parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"],
+                        help="translators to train and measure: asit (Sobel-CT -> MRI) and/or cyclegan (raw CT -> "
+                             "MRI, the ablation). Default: asit")
     parser.add_argument("--generators", nargs="+", choices=sorted(GENERATORS), default=["resnet"],
-                        help="translator generator architectures to compare (each with every mode)")
-    parser.add_argument("--iterations", type=int, default=300)
-    parser.add_argument("--slice_size", type=int, default=128)
-    parser.add_argument("--inplane_spacing", type=float, default=2.5)
-    parser.add_argument("--slices_per_case", type=int, default=16)
-    parser.add_argument("--phantom_cases", type=int, default=6)
-    parser.add_argument("--phantom_shape", type=int, nargs=3, default=(32, 128, 128))
-    parser.add_argument("--device", default="cpu")
+                        help="translator generator architectures to compare (each with every mode). Default: resnet")
+    parser.add_argument("--iterations", type=int, default=300, help="training iterations per translator. Default: 300")
+    parser.add_argument("--slice_size", type=int, default=128,
+                        help="in-plane size (pixels) of the slices the translators train on and are measured on. "
+                             "Default: 128")
+    parser.add_argument("--inplane_spacing", type=float, default=2.5,
+                        help="in-plane spacing (mm) the slices are resampled to. Default: 2.5")
+    parser.add_argument("--slices_per_case", type=int, default=16,
+                        help="axial slices sampled per case for training and measuring. Default: 16")
+    parser.add_argument("--phantom_cases", type=int, default=6, help="phantom CT and MRI cases each. Default: 6")
+    parser.add_argument("--phantom_shape", type=int, nargs=3, default=(32, 128, 128), metavar=("Z", "Y", "X"),
+                        help="phantom volume shape. Default: 32 128 128")
+    parser.add_argument("--device", default="cpu", help="torch device for the translators. Default: cpu")
     parser.add_argument("--work_folder", default=None, help="default: a temporary folder")
     parser.add_argument("--translated", nargs="+", default=None, metavar="MODE=FOLDER",
                         help="fake-MRI raw datasets made already (e.g. by nnUNetv2_uda_run's translate_<mode> steps) "
@@ -140,8 +148,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if "phantoms" in args.data:
             run_pair("phantoms", *make_phantoms(work, args), work, args)
-        if "real" in args.data:
-            run_pair("real", SHARED_DATA / "Dataset801_BTCVCT", SHARED_DATA / "Dataset802_CHAOST2", work, args)
+        if "real" in args.data and real_data_present(DEFAULT_DATA, "domain_distance (real)"):
+            run_pair("real", DEFAULT_DATA / CT_DATASET, DEFAULT_DATA / MRI_DATASET, work, args)
 
 
 main()
