@@ -115,7 +115,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"],
                         help="which CT/MRI pairs to measure: built-in phantoms (made on the fly) and/or the real BTCV "
-                             "CT and CHAOS T2 in ../shared/data (skipped where absent). Default: both")
+                             "CT and CHAOS T2 in --real_data (skipped where absent). Default: both")
+    parser.add_argument("--real_data", type=Path, default=DEFAULT_DATA,
+                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
     parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"],
                         help="translators to train and measure: asit (Sobel-CT -> MRI) and/or cyclegan (raw CT -> "
                              "MRI, the ablation). Default: asit")
@@ -148,8 +150,8 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if "phantoms" in args.data:
             run_pair("phantoms", *make_phantoms(work, args), work, args)
-        if "real" in args.data and real_data_present(DEFAULT_DATA, "domain_distance (real)"):
-            run_pair("real", DEFAULT_DATA / CT_DATASET, DEFAULT_DATA / MRI_DATASET, work, args)
+        if "real" in args.data and real_data_present(args.real_data, "domain_distance (real)"):
+            run_pair("real", args.real_data / CT_DATASET, args.real_data / MRI_DATASET, work, args)
 
 
 main()
