@@ -1,8 +1,9 @@
 """Domain distance between CT and real MRI, and between fake MRI (after translation) and real MRI.
 
 For each data pair (synthetic phantoms made with nnUNetv2_uda_make_phantoms, and the real BTCV CT / CHAOS T2 data in
-../shared/data), the benchmark trains a translator (ASIT and, with --modes, the plain-CycleGAN ablation), translates
-the CT dataset and prints two distances in raw (normalized) intensity space and in anatomy space:
+--real_data, by default ../shared/data), the benchmark trains a translator (ASIT and, with --modes, the
+plain-CycleGAN ablation), translates the CT dataset and prints two distances in raw (normalized) intensity space and
+in anatomy space:
 
 - W1: 1D Wasserstein distance between the pooled voxel intensity distributions;
 - patch SWD: sliced Wasserstein distance between 5x5 in-plane patch distributions (64 random projections), which
@@ -11,8 +12,8 @@ the CT dataset and prints two distances in raw (normalized) intensity space and 
 All images are compared as axial slices on a common in-plane grid (the translator's). Translation should lower the
 distance to real MRI. Usage:
 
-    python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan] \
-        [--generators resnet unet]
+    python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan]
+    python bench/domain_distance.py --data real --modes asit --generators unet --iterations 2000
     python bench/domain_distance.py --data real --translated asit=FOLDER cyclegan=FOLDER   # measure existing fakes
 """
 
