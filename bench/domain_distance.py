@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from real_data import CT_DATASET, DEFAULT_DATA, MRI_DATASET, real_data_present
+from real_data import CT_DATASET, MRI_DATASET, add_data_argument, real_data_present
 from scipy.stats import wasserstein_distance
 
 from nnunetv2_uda.translation.networks import GENERATORS
@@ -117,8 +117,7 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"],
                         help="which CT/MRI pairs to measure: built-in phantoms (made on the fly) and/or the real BTCV "
                              "CT and CHAOS T2 in --real_data (skipped where absent). Default: both")
-    parser.add_argument("--real_data", type=Path, default=DEFAULT_DATA,
-                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
+    add_data_argument(parser, "--real_data")
     parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"],
                         help="translators to train and measure: asit (Sobel-CT -> MRI) and/or cyclegan (raw CT -> "
                              "MRI, the ablation). Default: asit")
@@ -155,4 +154,5 @@ def main() -> None:
             run_pair("real", args.real_data / CT_DATASET, args.real_data / MRI_DATASET, work, args)
 
 
-main()
+if __name__ == "__main__":
+    main()

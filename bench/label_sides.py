@@ -22,15 +22,17 @@ from nnunetv2_uda.pseudolabels.label_io import label_files
 def side_shares(folder: Path) -> dict[str, tuple[float, int]]:
     """label name -> (share of its voxels in the half x < width / 2, voxel count) over every case of ``folder``."""
     dataset_json = folder / "dataset.json" if (folder / "dataset.json").is_file() else folder.parent / "dataset.json"
-    labels = json.loads(dataset_json.read_text())["labels"]
-    counts = {name: np.zeros(2, dtype=np.int64) for name, value in labels.items() if value != 0}
+    labels = {name: value for name, value in json.loads(dataset_json.read_text())["labels"].items() if value != 0}
+    size = max(labels.values()) + 1
+    counts = np.zeros((2, size), dtype=np.int64)  # (half x < width / 2, other half) x label value
     for path in label_files(folder).values():
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         half = array.shape[-1] // 2
-        for name, value in labels.items():
-            if value != 0:
-                counts[name] += [(array[..., :half] == value).sum(), (array[..., half:] == value).sum()]
-    return {name: (float(c[0] / c.sum()) if c.sum() else float("nan"), int(c.sum())) for name, c in counts.items()}
+        for row, part in enumerate((array[..., :half], array[..., half:])):
+            counts[row] += np.bincount(part.ravel(), minlength=size)[:size]
+    totals = counts.sum(axis=0)
+    return {name: (float(counts[0, value] / totals[value]) if totals[value] else float("nan"), int(totals[value]))
+            for name, value in labels.items()}
 
 
 def main() -> None:

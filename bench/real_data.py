@@ -13,10 +13,15 @@ MRI_DATASET = "Dataset802_CHAOST2"
 ORGANS = ("liver", "right kidney", "left kidney", "spleen")
 
 
+def add_data_argument(parser: argparse.ArgumentParser, flag: str = "--data") -> None:
+    """The real-data folder flag, explained the same way in every benchmark that reads ../shared/data."""
+    parser.add_argument(flag, type=Path, default=DEFAULT_DATA,
+                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, default_output: str) -> None:
     """--data, --output and --device, explained the same way in every real-data benchmark."""
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_DATA}")
+    add_data_argument(parser)
     parser.add_argument("--output", type=Path, default=None,
                         help=f"output folder (nnU-Net folders unless nnUNet_* are set, results, logs). "
                              f"Default: bench_output/{default_output}")

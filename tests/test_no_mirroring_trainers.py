@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
+    nnUNetTrainerNoMirroring,
+)
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_uda.pipeline.config import TRAINERS
@@ -48,6 +51,9 @@ def test_every_pipeline_trainer_has_a_variant_with_its_pseudolabel_counterpart(t
     variant = recursive_find_trainer_class_by_name(trainer)  # as nnUNetv2_train looks it up
     counterpart = recursive_find_trainer_class_by_name(TRAINERS[trainer])
     assert issubclass(variant, base) and issubclass(counterpart, nnUNetTrainerUDAPseudoLabel)
+    for trainer_class in (variant, counterpart):  # nnU-Net's override first in the method order, so mirroring is off
+        assert (trainer_class.configure_rotation_dummyDA_mirroring_and_inital_patch_size
+                is nnUNetTrainerNoMirroring.configure_rotation_dummyDA_mirroring_and_inital_patch_size)
     assert issubclass(counterpart, recursive_find_trainer_class_by_name(TRAINERS[base.__name__]))
     assert (variant.get_training_transforms is nnUNetTrainerUDASmallGIN.get_training_transforms) == ("GIN" in trainer)
 
