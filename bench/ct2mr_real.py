@@ -99,6 +99,14 @@ SETTINGS["organs4_gin_lcc_nomirror"] = {**SETTINGS["organs4_gin_lcc"], "trainer"
 # "Training without mirroring on thirteen organs"
 SETTINGS["organs13_gin_lcc_nomirror"] = {**{key: value for key, value in SETTINGS["organs4_gin_lcc_nomirror"].items()
                                             if key != "organs"}, "dataset_id_base": 740}
+# "ASIT rows without mirroring, with and without the anatomy-consistency term"
+SETTINGS["organs13_gin_lcc_nomirror_asit"] = {**SETTINGS["organs13_gin_lcc_nomirror"],
+                                              "ablation": [*SETTINGS["organs13_gin_lcc_nomirror"]["ablation"], "asit"]}
+SETTINGS["organs13_gin_lcc_nomirror_asit_anatomy"] = {
+    **SETTINGS["organs13_gin_lcc_nomirror_asit"],
+    "translator": {**SETTINGS["organs13_gin_lcc_nomirror"]["translator"],
+                   "extra_args": [*SETTINGS["organs13_gin_lcc_nomirror"]["translator"]["extra_args"],
+                                  "--lambda_anatomy", "5"]}}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -137,6 +145,11 @@ SETTING_HELP = {
                                 "(nnUNetTrainerUDAQuickGINNoMirroring): kidneys told apart by where they lie",
     "organs13_gin_lcc_nomirror": "organs4_gin_lcc_nomirror on all thirteen organs (no 'organs' key): the "
                                  "thirteen-organ row beside the four-organ one",
+    "organs13_gin_lcc_nomirror_asit": "organs13_gin_lcc_nomirror plus the ASIT row (U-Net generator, the paper's "
+                                      "objective; --output of a copy of an organs13_gin_lcc_nomirror run reuses its "
+                                      "CT network)",
+    "organs13_gin_lcc_nomirror_asit_anatomy": "organs13_gin_lcc_nomirror_asit with the translator's "
+                                              "anatomy-consistency term (--lambda_anatomy 5, not in the paper)",
 }
 
 

@@ -14,6 +14,7 @@ distance to real MRI. Usage:
 
     python bench/domain_distance.py [--data phantoms real] [--iterations 300] [--modes asit cyclegan]
     python bench/domain_distance.py --data real --modes asit --generators unet --iterations 2000
+    python bench/domain_distance.py --data real --modes asit --generators unet --iterations 2000 --lambda_anatomy 5
     python bench/domain_distance.py --data real --translated asit=FOLDER cyclegan=FOLDER   # measure existing fakes
 """
 
@@ -86,6 +87,7 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
         translator = train_translator(ct, mri, work / f"translator_{name}_{mode}_{generator}", mode=mode,
                                       iterations=args.iterations, checkpoint_every=max(1, args.iterations // 4),
                                       device=args.device, slice_size=args.slice_size, generator=generator,
+                                      lambda_anatomy=args.lambda_anatomy,
                                       inplane_spacing=args.inplane_spacing, max_slices_per_case=args.slices_per_case)
         fake = work / f"fake_{name}_{mode}_{generator}"
         translate_dataset(translator, ct, fake, device=args.device, mri_dataset_folder=mri, overwrite=True)
@@ -124,6 +126,9 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", choices=sorted(GENERATORS), default=["resnet"],
                         help="translator generator architectures to compare (each with every mode). Default: resnet")
     parser.add_argument("--iterations", type=int, default=300, help="training iterations per translator. Default: 300")
+    parser.add_argument("--lambda_anatomy", type=float, default=0.0,
+                        help="the translators' anatomy-consistency weight (nnUNetv2_uda_train_translator "
+                             "--lambda_anatomy; not in the paper). Default: 0")
     parser.add_argument("--slice_size", type=int, default=128,
                         help="in-plane size (pixels) of the slices the translators train on and are measured on. "
                              "Default: 128")

@@ -50,6 +50,8 @@ SETTING_ROWS = {
     "organs4_gin_lcc": CT_CHAIN,
     "organs4_gin_lcc_nomirror": CT_CHAIN,
     "organs13_gin_lcc_nomirror": CT_CHAIN,
+    "organs13_gin_lcc_nomirror_asit": f"{CT_CHAIN}, asit",
+    "organs13_gin_lcc_nomirror_asit_anatomy": f"{CT_CHAIN}, asit",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 
@@ -73,7 +75,8 @@ def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env)
     assert config.get("organs") == (four if setting.startswith("organs4") else None)
     assert ("GIN" in config["trainer"]) == ("gin" in setting)
     assert config.get("largest_component", False) == ("_lcc" in setting)
-    assert config["trainer"].endswith("NoMirroring") == setting.endswith("_nomirror")
+    assert config["trainer"].endswith("NoMirroring") == ("_nomirror" in setting)
+    assert ("--lambda_anatomy" in config["translator"]["extra_args"]) == setting.endswith("_anatomy")
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
 
 

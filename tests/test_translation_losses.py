@@ -9,8 +9,10 @@ from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import (
     TranslationBatch,
     adversarial_loss,
+    anatomy_consistency_loss,
     cycle_loss,
     discriminator_loss,
+    edge_magnitude,
     generator_objective,
     identity_loss,
     lsgan_loss,
@@ -94,6 +96,41 @@ def test_total_is_eq4_weighted_sum(images):
     assert torch.isclose(objective.cycle, cycle)
     assert torch.isclose(objective.identity, identity)
     assert torch.isclose(objective.total, adversarial + 3.0 * cycle + 0.25 * identity)
+
+
+def test_edge_magnitude_is_the_sobel_gradient_magnitude():
+    ramp = torch.arange(6.0).repeat(6, 1)[None, None] * 3.0  # d/dx = 3 per pixel, d/dy = 0
+    magnitude = edge_magnitude(ramp)
+    assert torch.allclose(magnitude[..., 1:-1], torch.full_like(magnitude[..., 1:-1], 3.0))  # per pixel
+    step = torch.zeros(1, 1, 5, 5)
+    step[..., 3:] = 1.0
+    assert torch.allclose(edge_magnitude(step)[0, 0, 2], torch.tensor([0.0, 0.0, 0.5, 0.5, 0.0]), atol=1e-5)
+
+
+def test_anatomy_consistency_ignores_intensity_scale_and_polarity_but_not_edge_place(images):
+    ct = images[0]
+    assert anatomy_consistency_loss(ct, ct).abs() < 1e-5
+    assert anatomy_consistency_loss(3.0 - 2.0 * ct, ct).abs() < 1e-5  # inverted, rescaled contrast: same edges
+    moved = torch.roll(ct, shifts=3, dims=-1)
+    assert anatomy_consistency_loss(moved, ct) > 0.3
+
+
+def test_anatomy_consistency_matches_its_formula(images):
+    fake, ct = images[0], images[1]
+    a, b = edge_magnitude(fake).flatten(1), edge_magnitude(ct).flatten(1)
+    correlations = [np.corrcoef(a[i].numpy(), b[i].numpy())[0, 1] for i in range(len(a))]
+    assert np.isclose(anatomy_consistency_loss(fake, ct).item(), 1 - np.mean(correlations), atol=1e-5)
+
+
+def test_anatomy_term_is_off_by_default_and_added_with_its_weight(images):
+    batch = TranslationBatch(*images)
+    T_t, T_s, D_t, D_s = Scale(1.5), Scale(0.7), Scale(0.9), Scale(1.2)
+    paper = generator_objective(T_t, T_s, D_t, D_s, batch)
+    assert paper.anatomy.item() == 0
+    weighted = generator_objective(T_t, T_s, D_t, D_s, batch, lambda_anatomy=2.0)
+    expected = anatomy_consistency_loss(1.5 * batch.x, batch.x_in_mri_input_space)  # the CT's intensity image
+    assert torch.isclose(weighted.anatomy, expected) and expected > 0
+    assert torch.isclose(weighted.total, paper.total + 2.0 * expected)
 
 
 def test_image_pool_fills_then_mixes_history():

@@ -91,9 +91,11 @@ def _weights(folder):
 def test_training_writes_checkpoint_progress_and_loss_curves(trained):
     progress = json.loads((trained / PROGRESS_FILE).read_text())
     assert progress["iteration"] == 4 and progress["finished"] and len(progress["history"]) == 4
-    assert set(progress["history"][0]) >= {"total", "adversarial", "cycle", "identity"}
+    assert set(progress["history"][0]) >= {"total", "adversarial", "cycle", "identity", "anatomy"}
+    assert all(step["anatomy"] == 0 for step in progress["history"])  # the paper's objective unless asked
     assert (trained / LOSS_PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((trained / "config.json").read_text())["lambda_cycle"] == 10.0
+    config = json.loads((trained / "config.json").read_text())
+    assert config["lambda_cycle"] == 10.0 and config["lambda_anatomy"] == 0.0
     assert not list(trained.glob(".tmp*"))
 
 
@@ -150,14 +152,16 @@ def test_plain_cyclegan_ablation_translates_from_raw_intensities(datasets, tmp_p
     assert json.loads((tmp_path / "fake" / "dataset.json").read_text())["uda_translation"]["mode"] == "cyclegan"
 
 
-def test_unet_generator_trains_from_the_command_line_and_translates(datasets, tmp_path):
+def test_unet_generator_with_anatomy_term_trains_from_the_command_line_and_translates(datasets, tmp_path):
     ct, mri = datasets
     folder = tmp_path / "unet"
     flags = [f"--{key}={value}" for key, value in TINY.items()]
     result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder), "--generator", "unet",
-                             *flags], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+                             "--lambda_anatomy", "5", *flags], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
     assert result.returncode == 0, result.stderr
-    assert json.loads((folder / "config.json").read_text())["generator"] == "unet"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["generator"] == "unet" and config["lambda_anatomy"] == 5.0
+    assert all(step["anatomy"] > 0 for step in json.loads((folder / PROGRESS_FILE).read_text())["history"])
     assert any(key.startswith("decoders.") for key in _weights(folder))
     translate_dataset(folder, ct, tmp_path / "fake", mri_dataset_folder=mri)
     assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "fake" / "imagesTr" /

@@ -61,6 +61,11 @@ def train_translator_entry() -> None:
                         "Default: 10")
     parser.add_argument("--lambda_identity", type=float, default=5.0, help="identity weight (eq. 4 lambda_2). "
                         "Default: 5")
+    parser.add_argument("--lambda_anatomy", type=float, default=0.0,
+                        help="weight of an anatomy-consistency term that is not in the paper: 1 - correlation of the "
+                             "in-plane edge magnitudes of the fake MRI and its CT, so edges keep their place whatever "
+                             "their polarity (Hiasa et al. 2018's gradient consistency). Default: 0 (the paper's "
+                             "objective)")
     parser.add_argument("--generator", choices=sorted(GENERATORS), default="resnet",
                         help="generator architecture: resnet (CycleGAN's default) or unet (skip connections at "
                              "every scale; keeps outlines sharp after short training). Default: resnet")
@@ -80,8 +85,9 @@ def train_translator_entry() -> None:
                   iterations=args.iterations, checkpoint_every=args.checkpoint_every, device=args.device,
                   batch_size=args.batch_size, slice_size=args.slice_size, inplane_spacing=args.inplane_spacing,
                   lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity,
-                  generator=args.generator, generator_features=args.generator_features,
-                  residual_blocks=args.residual_blocks, discriminator_features=args.discriminator_features,
+                  lambda_anatomy=args.lambda_anatomy, generator=args.generator,
+                  generator_features=args.generator_features, residual_blocks=args.residual_blocks,
+                  discriminator_features=args.discriminator_features,
                   max_slices_per_case=args.max_slices_per_case, seed=args.seed)
     print(f"Translator trained: {folder}")
 

@@ -34,9 +34,9 @@ CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint_latest.pth"
 PROGRESS_FILE = "progress.json"
 LOSS_PLOT_FILE = "loss_curves.png"
-LOSS_TERMS = ("total", "adversarial", "cycle", "identity", "discriminator_t", "discriminator_s")
-_SHORT_NAMES = {"total": "L", "adversarial": "adv", "cycle": "cyc", "identity": "idt", "discriminator_t": "D_t",
-                "discriminator_s": "D_s"}
+LOSS_TERMS = ("total", "adversarial", "cycle", "identity", "anatomy", "discriminator_t", "discriminator_s")
+_SHORT_NAMES = {"total": "L", "adversarial": "adv", "cycle": "cyc", "identity": "idt", "anatomy": "anat",
+                "discriminator_t": "D_t", "discriminator_s": "D_s"}
 
 
 class TranslatorConfigError(ValueError):
@@ -54,6 +54,7 @@ class TranslatorConfig:
     inplane_spacing: float = 1.5
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
+    lambda_anatomy: float = 0.0
     learning_rate: float = 2e-4
     pool_size: int = 50
     generator: str = "resnet"
@@ -113,7 +114,8 @@ class CycleGAN:
     def train_step(self, batch: TranslationBatch, rng: np.random.Generator) -> dict[str, float]:
         self._discriminators_trainable(False)
         objective = generator_objective(self.T_t, self.T_s, self.D_t, self.D_s, batch,
-                                        self.config.lambda_cycle, self.config.lambda_identity)
+                                        self.config.lambda_cycle, self.config.lambda_identity,
+                                        self.config.lambda_anatomy)
         self.optimizer_G.zero_grad(set_to_none=True)
         objective.total.backward()
         self.optimizer_G.step()
@@ -128,7 +130,7 @@ class CycleGAN:
             scheduler.step()
         return {"total": objective.total.item(), "adversarial": objective.adversarial.item(),
                 "cycle": objective.cycle.item(), "identity": objective.identity.item(),
-                "discriminator_t": loss_t.item(), "discriminator_s": loss_s.item()}
+                "anatomy": objective.anatomy.item(), "discriminator_t": loss_t.item(), "discriminator_s": loss_s.item()}
 
     def state_dict(self) -> dict:
         return {"T_t": self.T_t.state_dict(), "T_s": self.T_s.state_dict(), "D_t": self.D_t.state_dict(),
@@ -195,7 +197,9 @@ def plot_loss_curves(history: list[dict], path: Path) -> None:
     iterations = np.arange(1, len(history) + 1)
     window = max(1, len(history) // 50)
     for term in LOSS_TERMS:
-        values = np.array([h[term] for h in history])
+        if term == "anatomy" and not any(h.get(term) for h in history):
+            continue  # the optional term, off
+        values = np.array([h.get(term, 0.0) for h in history])
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         axis = axes[1] if term.startswith("discriminator") else axes[0]
         axis.plot(iterations[window - 1:], smooth, label=term)
@@ -213,9 +217,9 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
                      output_folder: str | os.PathLike, mode: str = "asit", iterations: int = 10000,
                      checkpoint_every: int = 500, device: str = "cpu", batch_size: int = 4, slice_size: int = 256,
                      inplane_spacing: float | None = None, lambda_cycle: float = 10.0, lambda_identity: float = 5.0,
-                     generator: str = "resnet", generator_features: int = 8, residual_blocks: int = 3,
-                     discriminator_features: int = 8, max_slices_per_case: int = 64, seed: int = 12345,
-                     on_checkpoint: Callable[[int], None] | None = None) -> Path:
+                     lambda_anatomy: float = 0.0, generator: str = "resnet", generator_features: int = 8,
+                     residual_blocks: int = 3, discriminator_features: int = 8, max_slices_per_case: int = 64,
+                     seed: int = 12345, on_checkpoint: Callable[[int], None] | None = None) -> Path:
     """Trains (or resumes) a translator in ``output_folder`` and returns that folder.
 
     ``inplane_spacing`` None means the median in-plane spacing of the MRI dataset. ``on_checkpoint(iteration)`` is
@@ -229,7 +233,7 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         inplane_spacing = median_inplane_spacing(mri_dataset)
     config = TranslatorConfig(str(ct_dataset.folder.resolve()), str(mri_dataset.folder.resolve()), mode, iterations,
                               batch_size, slice_size, float(inplane_spacing), lambda_cycle, lambda_identity,
-                              generator=generator, generator_features=generator_features,
+                              lambda_anatomy=lambda_anatomy, generator=generator, generator_features=generator_features,
                               residual_blocks=residual_blocks,
                               discriminator_features=discriminator_features,
                               max_slices_per_case=max_slices_per_case, seed=seed)
