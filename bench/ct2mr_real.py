@@ -107,6 +107,12 @@ SETTINGS["organs13_gin_lcc_nomirror_asit_anatomy"] = {
     "translator": {**SETTINGS["organs13_gin_lcc_nomirror"]["translator"],
                    "extra_args": [*SETTINGS["organs13_gin_lcc_nomirror"]["translator"]["extra_args"],
                                   "--lambda_anatomy", "5"]}}
+# "The paper's Table 7 rows without mirroring"
+SETTINGS["organs13_gin_lcc_nomirror_table7"] = {**SETTINGS["organs13_gin_lcc_nomirror_asit"],
+                                                "ablation": ["only_ct", "only_ct_plf", "cyclegan", "asit"]}
+SETTINGS["organs13_gin_lcc_nomirror_table7_plf"] = {
+    **SETTINGS["organs13_gin_lcc_nomirror_table7"],
+    "ablation": [*SETTINGS["organs13_gin_lcc_nomirror_table7"]["ablation"], "asit_mdm_plf"]}
 # "Both PLF rows on thirteen organs"
 SETTINGS["unet_plf"] = {**SETTINGS["unet"], "ablation": SETTINGS["organs4_plf"]["ablation"], "dataset_id_base": 870}
 
@@ -150,6 +156,10 @@ SETTING_HELP = {
                                       "CT network)",
     "organs13_gin_lcc_nomirror_asit_anatomy": "organs13_gin_lcc_nomirror_asit with the translator's "
                                               "anatomy-consistency term (--lambda_anatomy 5, not in the paper)",
+    "organs13_gin_lcc_nomirror_table7": "organs13_gin_lcc_nomirror_asit plus the CycleGAN row (--output of a copy of "
+                                        "an organs13_gin_lcc_nomirror_asit run runs only the CycleGAN steps)",
+    "organs13_gin_lcc_nomirror_table7_plf": "organs13_gin_lcc_nomirror_table7 plus ASIT + PLF (one MRI sequence, so "
+                                            "no MDM): self-training from the ASIT network's pseudo-labels",
 }
 
 

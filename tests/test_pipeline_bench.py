@@ -52,6 +52,8 @@ SETTING_ROWS = {
     "organs13_gin_lcc_nomirror": CT_CHAIN,
     "organs13_gin_lcc_nomirror_asit": f"{CT_CHAIN}, asit",
     "organs13_gin_lcc_nomirror_asit_anatomy": f"{CT_CHAIN}, asit",
+    "organs13_gin_lcc_nomirror_table7": f"{CT_CHAIN}, cyclegan, asit",
+    "organs13_gin_lcc_nomirror_table7_plf": f"{CT_CHAIN}, cyclegan, asit, asit_plf",
     "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
 }
 

@@ -269,7 +269,8 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         mri_batch = mri_slices[torch.from_numpy(rng.integers(len(mri_slices), size=batch_size)).to(model.device)]
         losses = model.train_step(TranslationBatch.from_slices(ct_batch.float(), mri_batch.float()), rng)
         history.append(losses)
-        progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()
+                              if k != "anatomy" or config.lambda_anatomy}, refresh=False)
         done = iteration + 1
         if done % checkpoint_every == 0 or done == iterations:
             _save_checkpoint(folder, config, model, done, history, rng)
