@@ -68,7 +68,7 @@ def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env)
     assert f"rows: {rows}\n" in result.stdout
     assert all(f"evaluate_{row}:" in result.stdout for row in rows.split(", ")), result.stdout
     assert "mdm:" not in result.stdout
-    assert ("MDM is left out" in result.stdout) == ("asit" in rows)  # without an ASIT row there is no MDM to leave out
+    assert ("MDM is left out" in result.stdout) == ("asit_plf" in rows)  # only ASIT + PLF has MDM to leave out
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
     assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
     unet_generator = setting not in ("paper", "gin")  # the settings after the unet run keep its U-Net generator
