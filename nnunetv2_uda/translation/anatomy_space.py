@@ -45,7 +45,7 @@ def normalize(volume: np.ndarray, modality: str) -> np.ndarray:
     return normalize_ct(volume) if modality == "ct" else normalize_mri(volume)
 
 
-def _sobel_kernels(spacing_zyx: tuple[float, float, float]) -> torch.Tensor:
+def sobel_kernels(spacing_zyx: tuple[float, float, float]) -> torch.Tensor:
     """Three 3x3x3 kernels (d/dz, d/dy, d/dx), each a central difference per mm smoothed by [1, 2, 1]/4."""
     derivative = torch.tensor([-1.0, 0.0, 1.0])
     smoothing = torch.tensor([1.0, 2.0, 1.0]) / 4
@@ -63,7 +63,7 @@ def sobel_magnitude(volume: torch.Tensor, spacing_zyx: tuple[float, float, float
     """
     if volume.ndim != 3:
         raise ValueError(f"Expected a (Z, Y, X) volume, got shape {tuple(volume.shape)}")
-    kernels = _sobel_kernels(tuple(float(s) for s in spacing_zyx)).to(volume.device, torch.float32)
+    kernels = sobel_kernels(tuple(float(s) for s in spacing_zyx)).to(volume.device, torch.float32)
     padded = F.pad(volume[None, None].float(), (1, 1, 1, 1, 1, 1), mode="replicate")
     gradients = F.conv3d(padded, kernels)[0]
     return torch.sqrt((gradients**2).sum(0))

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnunetv2_uda.translation.anatomy_space import sobel_kernels
+
 
 def lsgan_loss(prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
     """Mean squared distance of discriminator scores to 1 (real) or 0 (fake)."""
@@ -46,9 +48,12 @@ def identity_loss(T_t: nn.Module, T_s: nn.Module, x: torch.Tensor, x_in_mri_inpu
 
 
 def edge_magnitude(images: torch.Tensor) -> torch.Tensor:
-    """In-plane Sobel gradient magnitude of (N, 1, H, W) slices, edges replicated (pixel units)."""
-    derivative_x = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=images.device) / 8
-    kernels = torch.stack([derivative_x, derivative_x.T])[:, None]
+    """In-plane Sobel gradient magnitude of (N, 1, H, W) slices, edges replicated (pixel units).
+
+    The anatomy space's Sobel kernels (d/dy, d/dx) summed over z, whose smoothing sums to 1; the small constant under
+    the root keeps the gradient finite on flat regions, where the loss is differentiated.
+    """
+    kernels = sobel_kernels((1.0, 1.0, 1.0))[1:].sum(2).to(images.device)  # (2, 1, 3, 3)
     gradients = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernels)
     return torch.sqrt((gradients**2).sum(1, keepdim=True) + 1e-12)
 

@@ -128,9 +128,12 @@ class CycleGAN:
         self.optimizer_D.step()
         for scheduler in self.schedulers:
             scheduler.step()
-        return {"total": objective.total.item(), "adversarial": objective.adversarial.item(),
-                "cycle": objective.cycle.item(), "identity": objective.identity.item(),
-                "anatomy": objective.anatomy.item(), "discriminator_t": loss_t.item(), "discriminator_s": loss_s.item()}
+        losses = {"total": objective.total.item(), "adversarial": objective.adversarial.item(),
+                  "cycle": objective.cycle.item(), "identity": objective.identity.item(),
+                  "discriminator_t": loss_t.item(), "discriminator_s": loss_s.item()}
+        if self.config.lambda_anatomy:  # the optional term is reported only where it is part of the objective
+            losses["anatomy"] = objective.anatomy.item()
+        return losses
 
     def state_dict(self) -> dict:
         return {"T_t": self.T_t.state_dict(), "T_s": self.T_s.state_dict(), "D_t": self.D_t.state_dict(),
@@ -196,10 +199,8 @@ def plot_loss_curves(history: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(12, 4))
     iterations = np.arange(1, len(history) + 1)
     window = max(1, len(history) // 50)
-    for term in LOSS_TERMS:
-        if term == "anatomy" and not any(h.get(term) for h in history):
-            continue  # the optional term, off
-        values = np.array([h.get(term, 0.0) for h in history])
+    for term in (term for term in LOSS_TERMS if term in history[0]):
+        values = np.array([h[term] for h in history])
         smooth = np.convolve(values, np.ones(window) / window, mode="valid")
         axis = axes[1] if term.startswith("discriminator") else axes[0]
         axis.plot(iterations[window - 1:], smooth, label=term)
@@ -269,8 +270,7 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         mri_batch = mri_slices[torch.from_numpy(rng.integers(len(mri_slices), size=batch_size)).to(model.device)]
         losses = model.train_step(TranslationBatch.from_slices(ct_batch.float(), mri_batch.float()), rng)
         history.append(losses)
-        progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()
-                              if k != "anatomy" or config.lambda_anatomy}, refresh=False)
+        progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
         done = iteration + 1
         if done % checkpoint_every == 0 or done == iterations:
             _save_checkpoint(folder, config, model, done, history, rng)
