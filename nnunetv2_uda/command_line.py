@@ -81,7 +81,7 @@ def _number(text: str, convert: Callable[[str], float | int], what: str, accept:
         value = convert(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'") from None
-    if not math.isfinite(value) or not accept(value):
+    if (isinstance(value, float) and not math.isfinite(value)) or not accept(value):
         raise argparse.ArgumentTypeError(f"must be {what}, got '{text}'")
     return value
 

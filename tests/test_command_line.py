@@ -88,3 +88,7 @@ def test_argparse_names_the_flag(capsys):
 
 def test_one_line_of_an_os_error():
     assert one_line(FileNotFoundError(2, "No such file or directory", "x.json")) == "x.json: No such file or directory"
+
+
+def test_huge_integers_are_numbers_not_tracebacks():
+    assert positive_int("1" + "0" * 400) == 10**400

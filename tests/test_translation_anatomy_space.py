@@ -2,13 +2,20 @@
 
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import write_tiny_dataset
 
+from nnunetv2_uda.atomic_files import is_hidden
+from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.translation.anatomy_space import (
     anatomy_space,
     modality_of_channel,
@@ -16,7 +23,7 @@ from nnunetv2_uda.translation.anatomy_space import (
     normalize_mri,
     sobel_magnitude,
 )
-from nnunetv2_uda.translation.raw_dataset import DatasetError
+from nnunetv2_uda.translation.raw_dataset import DatasetError, open_raw_dataset
 from nnunetv2_uda.translation.sobel_dataset import convert_dataset_to_anatomy_space
 
 
@@ -102,7 +109,143 @@ def test_sobel_command_converts_dataset_and_keeps_geometry_and_labels(tmp_path):
     dataset_json = json.loads((target / "dataset.json").read_text())
     assert dataset_json["channel_names"] == {"0": "anatomy_ct"} and dataset_json["labels"]["spleen"] == 2
 
-    with pytest.raises(DatasetError, match=f"'{target}' already exists"):
+    with pytest.raises(OutputFolderError, match=f"{target} exists and is not empty"):
         convert_dataset_to_anatomy_space(source, target)
-    with pytest.raises(DatasetError, match="is the input dataset"):
+    with pytest.raises(OutputFolderError, match="is the input"):
         convert_dataset_to_anatomy_space(source, source, overwrite=True)
+
+
+SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _source_dataset(folder, cases, shape=(6, 16, 20)):
+    """A small CT raw dataset with labels; returns its folder."""
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    rng = np.random.default_rng(2)
+    for case in cases:
+        _write(rng.normal(0, 100, shape).astype(np.float32), folder / "imagesTr" / f"{case}_0000.nii.gz")
+        _write(rng.integers(0, 2, shape).astype(np.uint8), folder / "labelsTr" / f"{case}.nii.gz")
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0,
+                                         "liver": 1}, "numTraining": len(cases), "file_ending": ".nii.gz"}))
+    return folder
+
+
+def _sobel(*args):
+    return subprocess.run(["nnUNetv2_uda_sobel", *map(str, args)], capture_output=True, text=True,
+                          env=SINGLE_THREAD_ENV)
+
+
+def _one_line_error(result, *names):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and len(lines) >= 1
+    error = lines[-1]
+    assert error.startswith(f"{result.args[0]}: error: "), result.stderr
+    for name in names:
+        assert str(name) in error, error
+    return error
+
+
+def test_sobel_refuses_a_non_empty_output_folder_and_leaves_it_untouched(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset952_CT", ("a",))
+    target = tmp_path / "my_folder"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    error = _one_line_error(_sobel(source, target), target, "not empty", "--overwrite")
+    assert "exists" in error
+    assert [p.name for p in target.iterdir()] == ["notes.txt"] and (target / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset952_CT", "my_folder"]  # no staging left
+
+
+def test_sobel_output_inside_its_input_is_refused(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset953_CT", ("a",))
+    with pytest.raises(OutputFolderError, match="lies inside the input"):
+        convert_dataset_to_anatomy_space(source, source / "anatomy")
+    with pytest.raises(OutputFolderError, match="holds the input"):
+        convert_dataset_to_anatomy_space(source, tmp_path, overwrite=True)
+    assert sorted(p.name for p in source.iterdir()) == ["dataset.json", "imagesTr", "labelsTr"]
+
+
+def test_sobel_overwrite_replaces_the_whole_folder_so_no_stale_case_survives(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset954_CT", ("a", "b"))
+    target = tmp_path / "Dataset955_CTAnatomy"
+    convert_dataset_to_anatomy_space(source, target)
+    (source / "imagesTr" / "b_0000.nii.gz").unlink()
+    (source / "labelsTr" / "b.nii.gz").unlink()
+    convert_dataset_to_anatomy_space(source, target, overwrite=True)
+    assert sorted(p.name for p in (target / "imagesTr").iterdir()) == ["a_0000.nii.gz"]
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == ["a.nii.gz"]
+    assert json.loads((target / "dataset.json").read_text())["numTraining"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset954_CT", "Dataset955_CTAnatomy"]
+
+
+def test_sobel_names_truncated_and_nan_images_keeps_the_good_cases_and_never_lists_leftovers(tmp_path, capsys):
+    source = _source_dataset(tmp_path / "Dataset956_CT", ("a", "b", "c"))
+    truncated = source / "imagesTr" / "b_0000.nii.gz"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    nan_image = source / "imagesTr" / "c_0000.nii.gz"
+    array = np.random.default_rng(3).normal(0, 100, (6, 16, 20)).astype(np.float32)
+    array[2, 3, 4] = np.nan
+    _write(array, nan_image)
+    # what a killed run leaves: a temporary file of the old writer and a staging folder of the new one
+    shutil.copyfile(source / "imagesTr" / "a_0000.nii.gz", source / "imagesTr" / ".tmp_4242_d_0000.nii.gz")
+    staging = source / "imagesTr" / ".partial-4242-e_0000.nii.gz-x1y2"
+    staging.mkdir()
+    shutil.copyfile(source / "imagesTr" / "a_0000.nii.gz", staging / "e_0000.nii.gz")
+    assert open_raw_dataset(source).cases == ("a", "b", "c")
+
+    target = tmp_path / "Dataset957_CTAnatomy"
+    error = _one_line_error(_sobel(source, target), "2 of 3 case(s) left out", truncated, "truncated", nan_image,
+                            "NaN or infinite", "--allow_nonfinite")
+    assert "case 'a'" not in error
+    assert sorted(p.name for p in (target / "imagesTr").iterdir()) == ["a_0000.nii.gz"]
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == ["a.nii.gz"]
+    assert json.loads((target / "dataset.json").read_text())["numTraining"] == 1
+
+    allowed = tmp_path / "Dataset958_CTAnatomy"
+    with pytest.raises(DatasetError, match="1 of 3 case.*b_0000.nii.gz: truncated"):
+        convert_dataset_to_anatomy_space(source, allowed, allow_nonfinite=True)
+    assert "c_0000.nii.gz: 1 NaN or infinite voxel(s) replaced" in capsys.readouterr().err
+    converted = sitk.GetArrayFromImage(sitk.ReadImage(str(allowed / "imagesTr" / "c_0000.nii.gz")))
+    assert np.isfinite(converted).all()
+    assert sorted(p.name for p in (allowed / "imagesTr").iterdir()) == ["a_0000.nii.gz", "c_0000.nii.gz"]
+
+
+def test_sobel_with_no_usable_case_writes_nothing(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset959_CT", ("a",))
+    (source / "labelsTr" / "a.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(DatasetError, match="no case of .* could be used, nothing written: case 'a': .*a.nii.gz"):
+        convert_dataset_to_anatomy_space(source, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset959_CT"]
+
+
+def test_sobel_terminated_mid_run_leaves_no_staging_and_no_output(tmp_path):
+    source = write_tiny_dataset(tmp_path / "Dataset960_TinyCT", num_cases=10)
+    target = tmp_path / "Dataset961_CTAnatomy"
+    process = subprocess.Popen(["nnUNetv2_uda_sobel", str(source), str(target)], env=SINGLE_THREAD_ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".partial-*/imagesTr/*_0000.nii.gz")):  # a case written, others not yet
+        assert process.poll() is None, f"finished before it could be terminated: {process.communicate()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    process.terminate()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset960_TinyCT"]
+    assert not any(is_hidden(p) for p in source.rglob("*"))
+
+
+@pytest.mark.parametrize(("dataset_json", "message"), [
+    ([{"channel_names": {"0": "CT"}}], "dataset.json holds a list, not an object"),
+    ({"channel_names": {"a": "CT"}}, "'channel_names' must map \"0\", \"1\", ... to names"),
+    ({"channel_names": {"0": 7}}, "'channel_names' must map"),
+    ({"channel_names": {"0": "CT"}, "file_ending": 5}, "'file_ending' must be a suffix"),
+])
+def test_malformed_dataset_json_is_named(tmp_path, dataset_json, message):
+    source = _source_dataset(tmp_path / "Dataset962_CT", ("a",))
+    (source / "dataset.json").write_text(json.dumps(dataset_json))
+    with pytest.raises(DatasetError, match=re.escape(f"Dataset '{source}': ") + ".*" + re.escape(message)):
+        convert_dataset_to_anatomy_space(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

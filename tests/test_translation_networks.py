@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from nnunetv2_uda.translation.networks import GENERATOR_DOWNSAMPLING, GENERATORS, build_generator
+from nnunetv2_uda.translation.networks import (
+    GENERATOR_DOWNSAMPLING,
+    GENERATOR_MIN_SIZE,
+    GENERATORS,
+    PatchDiscriminator,
+    build_generator,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -41,3 +47,20 @@ def _identity_error_after_training(architecture: str, steps: int = 40) -> float:
 def test_unet_generator_carries_full_resolution_detail_that_resnet_blurs():
     unet, resnet = _identity_error_after_training("unet"), _identity_error_after_training("resnet")
     assert unet < 0.5 * resnet, (unet, resnet)
+
+
+@pytest.mark.parametrize("architecture", sorted(GENERATORS))
+def test_generator_min_size_is_the_smallest_input_that_trains(architecture):
+    generator = build_generator(architecture, features=4, residual_blocks=1)
+    generator(torch.randn(2, 1, GENERATOR_MIN_SIZE, GENERATOR_MIN_SIZE)).sum().backward()
+    smaller = GENERATOR_MIN_SIZE - GENERATOR_DOWNSAMPLING
+    with pytest.raises((RuntimeError, ValueError)):
+        generator(torch.randn(2, 1, smaller, smaller))
+
+
+def test_discriminator_min_size_is_the_smallest_input_that_trains():
+    size = PatchDiscriminator.min_size()
+    discriminator = PatchDiscriminator(1, 4)
+    discriminator(torch.randn(2, 1, size, size)).sum().backward()
+    with pytest.raises((RuntimeError, ValueError)):
+        discriminator(torch.randn(2, 1, size - GENERATOR_DOWNSAMPLING, size - GENERATOR_DOWNSAMPLING))

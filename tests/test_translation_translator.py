@@ -2,16 +2,23 @@
 
 import json
 import os
+import re
+import shutil
+import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
 
+from nnunetv2_uda.atomic_files import is_hidden
+from nnunetv2_uda.checkpoints import load_checkpoint
+from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.translation.raw_dataset import DatasetError, open_raw_dataset
 from nnunetv2_uda.translation.slices import extract_slices
-from nnunetv2_uda.translation.translate import translate_dataset
+from nnunetv2_uda.translation.translate import load_generator, translate_dataset, translate_volume
 from nnunetv2_uda.translation.translator import (
     CHECKPOINT_FILE,
     LOSS_PLOT_FILE,
@@ -85,7 +92,7 @@ class Killed(Exception):
 
 
 def _weights(folder):
-    return torch.load(folder / CHECKPOINT_FILE, weights_only=False)["model"]["T_t"]
+    return load_checkpoint(folder / CHECKPOINT_FILE)["model"]["T_t"]
 
 
 def test_training_writes_checkpoint_progress_and_loss_curves(trained):
@@ -209,9 +216,217 @@ def test_bad_datasets_are_named(datasets, tmp_path):
 
     broken = _dataset(tmp_path / "Dataset972_Broken", "MRI", 1, False)
     (broken / "imagesTr" / "case0_0000.nii.gz").write_bytes(b"not an image")
-    with pytest.raises(DatasetError, match="Cannot read image '.*case0_0000.nii.gz'"):
+    with pytest.raises(DatasetError, match="Dataset972_Broken': 1 of 1 image.*case0_0000.nii.gz: cannot be read"):
         train_translator(ct, broken, tmp_path / "t3", **TINY)
 
     result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(empty), str(tmp_path / "t4")],
                             capture_output=True, text=True, env=SINGLE_THREAD_ENV)
     assert result.returncode != 0 and "Dataset970_Empty' is empty" in result.stderr and "Traceback" not in result.stderr
+
+
+class Evil:
+    """A pickle that runs a command when loaded."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _hostile_translator(trained, tmp_path):
+    """A copy of a real translator folder whose checkpoint would run `touch marker` if unpickled."""
+    folder = tmp_path / "hostile_translator"
+    shutil.copytree(trained, folder)
+    marker = tmp_path / "marker"
+    torch.save({"config": {}, "model": Evil(marker)}, folder / CHECKPOINT_FILE)
+    return folder, marker
+
+
+def _one_line_error(result, *names):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"{result.args[0]}: error: "), result.stderr
+    for name in names:
+        assert str(name) in error, error
+    return error
+
+
+def test_translate_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
+    ct, mri = datasets
+    folder, marker = _hostile_translator(trained, tmp_path)
+    output = tmp_path / "fake"
+    result = subprocess.run(["nnUNetv2_uda_translate", str(folder), str(ct), str(output), "--mri_dataset", str(mri)],
+                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    _one_line_error(result, folder / CHECKPOINT_FILE, "refused")
+    assert not marker.exists() and not output.exists()
+
+
+def test_resumed_training_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
+    ct, mri = datasets
+    folder, marker = _hostile_translator(trained, tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder),
+                             *[f"--{key}={value}" for key, value in TINY.items()]],
+                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    _one_line_error(result, folder / CHECKPOINT_FILE, "refused")
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_translator_checkpoints_hold_only_tensors_and_plain_data(trained):
+    checkpoint = torch.load(trained / CHECKPOINT_FILE, weights_only=True)  # no extra safe globals needed
+    assert checkpoint["iteration"] == 4 and len(checkpoint["history"]) == 4
+    assert checkpoint["rng"]["bit_generator"] == "PCG64" and checkpoint["torch_rng"].dtype == torch.uint8
+    assert not [p.name for p in trained.iterdir() if is_hidden(p)]
+
+
+# few checkpoints: each also draws the loss curves, which costs more than the iterations between them
+KILL_RUN = {"iterations": 8, "checkpoint_every": 4, "batch_size": 1, "slice_size": 24, "inplane_spacing": 1.6,
+            "max_slices_per_case": 4, "generator_features": 4, "residual_blocks": 1, "discriminator_features": 4}
+
+
+def test_training_killed_with_sigkill_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(datasets,
+                                                                                                tmp_path):
+    ct, mri = datasets
+    folder = tmp_path / "killed"
+    command = ["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder),
+               *[f"--{key}={value}" for key, value in KILL_RUN.items()]]
+    with open(tmp_path / "killed.log", "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=SINGLE_THREAD_ENV)
+        deadline = time.monotonic() + 300
+        while not (folder / PROGRESS_FILE).exists():  # the first checkpoint is on disk
+            assert process.poll() is None, (tmp_path / "killed.log").read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.kill()
+        assert process.wait() == -signal.SIGKILL
+    killed_at = load_checkpoint(folder / CHECKPOINT_FILE)["iteration"]
+    assert 2 <= killed_at < KILL_RUN["iterations"], "the run ended before it could be killed"
+
+    resumed = subprocess.run(command, capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Resuming from {folder / CHECKPOINT_FILE} at iteration {killed_at} of 8" in resumed.stdout
+
+    straight = train_translator(ct, mri, tmp_path / "straight", **KILL_RUN)
+    finished, expected = load_checkpoint(folder / CHECKPOINT_FILE), load_checkpoint(straight / CHECKPOINT_FILE)
+    assert finished["history"] == expected["history"]  # every loss of every iteration, before and after the kill
+    for network in ("T_t", "T_s", "D_t", "D_s"):
+        weights, reference = finished["model"][network], expected["model"][network]
+        assert all(torch.equal(weights[key], reference[key]) for key in reference), network
+
+
+def test_a_folder_that_is_not_a_translator_folder_is_not_written_into(datasets, tmp_path):
+    ct, mri = datasets
+    folder = tmp_path / "my_results"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match=f"{folder} is not empty and is not a translator folder.*notes.txt"):
+        train_translator(ct, mri, folder, **TINY)
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    with pytest.raises(OutputFolderError, match="lies inside the input"):
+        train_translator(ct, mri, ct / "translator", **TINY)
+    assert not (ct / "translator").exists()
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("lambda_cycle", float("nan"), "--lambda_cycle must be a finite number >= 0, got nan"),
+    ("lambda_identity", -1.0, "--lambda_identity must be a finite number >= 0, got -1.0"),
+    ("lambda_anatomy", float("inf"), "--lambda_anatomy must be a finite number >= 0, got inf"),
+    ("iterations", 0, "--iterations must be an integer >= 1, got 0"),
+    ("batch_size", 0, "--batch_size must be an integer >= 1, got 0"),
+    ("checkpoint_every", 0, "--checkpoint_every must be an integer >= 1, got 0"),
+    ("inplane_spacing", -1.0, "--inplane_spacing must be a finite number > 0, got -1.0"),
+    ("max_slices_per_case", 0, "--max_slices_per_case must be an integer >= 1, got 0"),
+    ("generator_features", 0, "--generator_features must be an integer >= 1, got 0"),
+    ("residual_blocks", -1, "--residual_blocks must be an integer >= 0, got -1"),
+    ("slice_size", 20, "--slice_size must be a multiple of 4 and at least 24"),
+    ("slice_size", 30, "--slice_size must be a multiple of 4 and at least 24"),
+    ("batch_size", 2.5, "--batch_size must be an integer >= 1, got 2.5"),
+    ("generator", "vit", "--generator must be one of"),
+])
+def test_nonsense_settings_are_refused_by_the_python_api_before_anything_is_written(datasets, tmp_path, setting,
+                                                                                   value, message):
+    ct, mri = datasets
+    with pytest.raises(TranslatorConfigError, match=re.escape(message)):
+        train_translator(ct, mri, tmp_path / "translator", **{**TINY, setting: value})
+    assert not (tmp_path / "translator").exists()
+
+
+def test_smallest_slice_size_and_no_residual_blocks_train(datasets, tmp_path):
+    ct, mri = datasets
+    folder = train_translator(ct, mri, tmp_path / "small", **{**TINY, "iterations": 1, "slice_size": 24,
+                                                              "residual_blocks": 0})
+    assert json.loads((folder / PROGRESS_FILE).read_text())["finished"]
+
+
+def test_too_small_slice_size_is_one_line_naming_the_flag(datasets, tmp_path):
+    ct, mri = datasets
+    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(tmp_path / "translator"),
+                             "--slice_size", "16"], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    _one_line_error(result, "--slice_size must be a multiple of 4 and at least 24", "got 16")
+    assert not (tmp_path / "translator").exists()
+
+
+def test_translating_a_slice_smaller_than_the_generator_input_pads_it(trained):
+    generator, config = load_generator(trained)
+    volume = np.random.default_rng(0).normal(size=(2, 4, 4)).astype(np.float32)
+    fake = translate_volume(generator, volume, (1.0, config.inplane_spacing, config.inplane_spacing),
+                            config.inplane_spacing)
+    assert fake.shape == (2, 4, 4) and np.isfinite(fake).all()
+
+
+def test_translate_output_guard_and_overwrite_leave_no_stale_case(datasets, trained, tmp_path):
+    ct, mri = datasets
+    output = tmp_path / "Dataset964_FakeMRI"
+    output.mkdir()
+    (output / "notes.txt").write_text("mine")
+    with pytest.raises(OutputFolderError, match="exists and is not empty.*--overwrite"):
+        translate_dataset(trained, ct, output, mri_dataset_folder=mri)
+    assert [p.name for p in output.iterdir()] == ["notes.txt"]
+    with pytest.raises(OutputFolderError, match="lies inside the input"):
+        translate_dataset(trained, ct, trained / "fake", mri_dataset_folder=mri)
+    (output / "imagesTr").mkdir()
+    (output / "imagesTr" / "stale_0000.nii.gz").write_bytes(b"from an earlier run")
+    translate_dataset(trained, ct, output, mri_dataset_folder=mri, overwrite=True)
+    assert sorted(p.name for p in (output / "imagesTr").iterdir()) == ["case0_0000.nii.gz", "case1_0000.nii.gz"]
+    assert not (output / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset964_FakeMRI"]
+
+
+def test_translate_names_bad_images_and_keeps_the_good_cases(trained, tmp_path, capsys):
+    ct = _dataset(tmp_path / "Dataset965_CT", "CT", 3, True)
+    truncated = ct / "imagesTr" / "case1_0000.nii.gz"
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    nan_image = ct / "imagesTr" / "case2_0000.nii.gz"
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(nan_image)))
+    array[3, 10, 10] = np.inf
+    _write(array, nan_image, (2.5, 0.8, 0.8))
+    output = tmp_path / "Dataset966_FakeMRI"
+    with pytest.raises(DatasetError, match=r"2 of 3 case\(s\) left out.*case1_0000.nii.gz: truncated.*"
+                                           r"case2_0000.nii.gz: 1 voxel\(s\) are NaN or infinite"):
+        translate_dataset(trained, ct, output)
+    assert sorted(p.name for p in (output / "imagesTr").iterdir()) == ["case0_0000.nii.gz"]
+    assert sorted(p.name for p in (output / "labelsTr").iterdir()) == ["case0.nii.gz"]
+    assert json.loads((output / "dataset.json").read_text())["numTraining"] == 1
+
+    nan_only = tmp_path / "Dataset968_CT"
+    shutil.copytree(ct, nan_only)
+    (nan_only / "imagesTr" / "case1_0000.nii.gz").unlink()
+    translate_dataset(trained, nan_only, tmp_path / "Dataset969_FakeMRI", allow_nonfinite=True)
+    assert "case2_0000.nii.gz: 1 NaN or infinite voxel(s) replaced" in capsys.readouterr().err
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(
+        str(tmp_path / "Dataset969_FakeMRI" / "imagesTr" / "case2_0000.nii.gz")))).all()
+
+
+def test_training_names_every_bad_image_before_writing_anything(datasets, tmp_path):
+    ct, _ = datasets
+    mri = _dataset(tmp_path / "Dataset973_MRI", "MRI", 3, False)
+    for case in ("case0", "case2"):
+        path = mri / "imagesTr" / f"{case}_0000.nii.gz"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DatasetError, match=r"2 of 3 image\(s\) cannot be used: .*case0_0000.nii.gz: truncated"
+                                           r".*case2_0000.nii.gz: truncated"):
+        train_translator(ct, mri, tmp_path / "translator", **TINY)
+    assert not (tmp_path / "translator").exists()

@@ -13,6 +13,9 @@ from torch import nn
 
 GENERATOR_DOWNSAMPLING = 4
 """Both generators downsample twice by 2: their input sides must be multiples of this."""
+GENERATOR_MIN_SIZE = 2 * GENERATOR_DOWNSAMPLING
+"""The smallest input side of both generators: their bottleneck (side / 4) needs 2 pixels for its reflection
+padding and instance normalization."""
 
 
 def _norm_act(channels: int) -> list[nn.Module]:
@@ -115,6 +118,12 @@ class PatchDiscriminator(nn.Module):
             channels = out
         modules.append(nn.Conv2d(channels, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*modules)
+
+    @staticmethod
+    def min_size(layers: int = 3) -> int:
+        """The smallest input side: ``layers`` stride-2 convolutions leave side / 2**layers, which the stride-1
+        layer shrinks by 1 and its instance normalization needs at least 2 pixels of."""
+        return 3 * 2**layers
 
     def forward(self, x):
         return self.model(x)

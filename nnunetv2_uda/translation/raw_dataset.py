@@ -1,18 +1,30 @@
-"""Reading and writing nnU-Net raw datasets for the translation stage, with clear errors and atomic writes."""
+"""Reading and writing nnU-Net raw datasets for the translation stage.
+
+Images are read through the one image reader (:mod:`nnunetv2_uda.images`), so a truncated, corrupt or non-finite
+file is named, never used. A new dataset is built in a staging folder that becomes the output folder only when
+complete (:func:`nnunetv2_uda.output_folders.new_output_folder`); a case whose input is bad is left out and named,
+the others are kept. Hidden names (the temporaries of a killed run) are never cases.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from tqdm import tqdm
+
+from nnunetv2_uda.atomic_files import copy_atomically, is_hidden, write_image_atomically
+from nnunetv2_uda.command_line import EXPECTED_ERRORS, UserInputError, one_line
+from nnunetv2_uda.images import ImageFileError, read_array, read_header, verify_voxels
+from nnunetv2_uda.output_folders import new_output_folder
 
 
-class DatasetError(ValueError):
+class DatasetError(UserInputError):
     """A raw dataset that cannot be used; the message names the dataset or file and what is wrong."""
 
 
@@ -36,26 +48,37 @@ class RawDataset:
 
 
 def open_raw_dataset(folder: str | os.PathLike, expected_channels: int | None = 1) -> RawDataset:
-    """Checks the layout (dataset.json, imagesTr, channel count) and lists the cases of a raw dataset."""
+    """Checks the layout (dataset.json, imagesTr, channel count) and lists the cases of a raw dataset; hidden files
+    (temporaries of a killed run) are never cases."""
     folder = Path(folder)
     json_file = folder / "dataset.json"
     if not json_file.is_file():
         raise DatasetError(f"Dataset '{folder}': no dataset.json (is this an nnU-Net raw dataset folder?)")
     try:
         dataset_json = json.loads(json_file.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"Dataset '{folder}': dataset.json is not valid JSON ({error})") from error
+    if not isinstance(dataset_json, dict):
+        raise DatasetError(f"Dataset '{folder}': dataset.json holds a {type(dataset_json).__name__}, not an object")
     channels = dataset_json.get("channel_names", dataset_json.get("modality"))
     if not isinstance(channels, dict) or not channels:
         raise DatasetError(f"Dataset '{folder}': dataset.json has no 'channel_names'")
+    if set(channels) != {str(i) for i in range(len(channels))} or \
+            not all(isinstance(name, str) for name in channels.values()):
+        raise DatasetError(f"Dataset '{folder}': dataset.json's 'channel_names' must map \"0\", \"1\", ... to names "
+                           f"such as \"CT\", got {channels}")
     dataset_json.setdefault("channel_names", channels)
     if expected_channels is not None and len(channels) != expected_channels:
         raise DatasetError(f"Dataset '{folder}' has {len(channels)} channels {channels}, but translation needs "
                            f"{expected_channels} (one CT or MRI image per case)")
     file_ending = dataset_json.get("file_ending", ".nii.gz")
+    if not isinstance(file_ending, str) or not file_ending.startswith("."):
+        raise DatasetError(f"Dataset '{folder}': dataset.json's 'file_ending' must be a suffix such as '.nii.gz', "
+                           f"got {file_ending!r}")
     images = folder / "imagesTr"
     suffix = f"_0000{file_ending}"
-    cases = tuple(sorted(p.name[: -len(suffix)] for p in images.glob(f"*{suffix}"))) if images.is_dir() else ()
+    cases = tuple(sorted(p.name[: -len(suffix)] for p in images.glob(f"*{suffix}")
+                         if not is_hidden(p) and p.is_file())) if images.is_dir() else ()
     if not cases:
         raise DatasetError(f"Dataset '{folder}' is empty: no '*{suffix}' images in {images}")
     for case in cases:
@@ -66,60 +89,64 @@ def open_raw_dataset(folder: str | os.PathLike, expected_channels: int | None = 
     return RawDataset(folder, dataset_json, file_ending, cases)
 
 
-def read_image(path: str | os.PathLike) -> sitk.Image:
-    """Reads one image; an unreadable or missing file raises a DatasetError naming it."""
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-        raise DatasetError(f"Cannot read image '{path}': {first_line}") from error
-
-
-def read_volume(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, float, float], sitk.Image]:
-    """The (Z, Y, X) array, its (z, y, x) spacing and the image (for its geometry)."""
-    image = read_image(path)
+def read_volume(path: str | os.PathLike,
+                allow_nonfinite: bool = False) -> tuple[np.ndarray, tuple[float, float, float], sitk.Image]:
+    """The (Z, Y, X) array, its (z, y, x) spacing and the image (for its geometry) of a single-channel 3D image."""
+    array, image = read_array(path, allow_nonfinite)
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise DatasetError(f"Image '{path}' is not a single-channel 3D image "
                            f"(dimension {image.GetDimension()}, {image.GetNumberOfComponentsPerPixel()} components)")
-    return sitk.GetArrayFromImage(image), tuple(image.GetSpacing()[::-1]), image
+    return array, tuple(image.GetSpacing()[::-1]), image
 
 
-def _temporary_name(path: Path) -> Path:
-    return path.with_name(f".tmp_{os.getpid()}_{path.name}")
+def check_label(path: Path) -> Path:
+    """A label map is copied byte for byte, so it is checked first: an image, complete, with finite voxels."""
+    read_header(path)
+    if verify_voxels(path) is not None:
+        raise ImageFileError(f"{path}: label map holds NaN or infinite voxels")
+    return path
 
 
 def write_volume_like(array: np.ndarray, reference: sitk.Image, path: str | os.PathLike) -> None:
-    """Writes ``array`` with the reference's spacing, origin and direction; atomically (temporary name, rename)."""
-    path = Path(path)
+    """Writes ``array`` with the reference's spacing, origin and direction."""
     image = sitk.GetImageFromArray(array)
     image.CopyInformation(reference)
-    temporary = _temporary_name(path)
-    sitk.WriteImage(image, str(temporary), True)
-    os.replace(temporary, path)
+    write_image_atomically(image, path)
 
 
-def copy_file_atomic(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    target = Path(target)
-    temporary = _temporary_name(target)
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+def copy_label(label: Path | None, output: Path) -> None:
+    if label is not None:
+        copy_atomically(label, output / "labelsTr" / label.name)
 
 
-def write_json_atomic(data: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    temporary = _temporary_name(path)
-    temporary.write_text(json.dumps(data, indent=2))
-    os.replace(temporary, path)
+def build_dataset(dataset: RawDataset, output_folder: str | os.PathLike, inputs: Iterable[str | os.PathLike | None],
+                  overwrite: bool, write_case: Callable[[str, Path], None],
+                  finish: Callable[[Path, list[str]], None], description: str) -> Path:
+    """Builds a new raw dataset from ``dataset``'s cases in a staging folder that becomes ``output_folder`` once
+    complete; returns the output folder.
 
-
-def prepare_output_dataset(output_folder: str | os.PathLike, input_folder: Path, overwrite: bool) -> Path:
-    """Creates imagesTr/labelsTr of an output dataset; refuses to write into its own input or a non-empty folder."""
-    output = Path(output_folder)
-    if output.resolve() == Path(input_folder).resolve():
-        raise DatasetError(f"Output dataset '{output}' is the input dataset; choose another folder")
-    if (output / "dataset.json").exists() and not overwrite:
-        raise DatasetError(f"Output dataset '{output}' already exists (has a dataset.json); pass --overwrite to "
-                           f"replace it")
-    (output / "imagesTr").mkdir(parents=True, exist_ok=True)
-    (output / "labelsTr").mkdir(parents=True, exist_ok=True)
-    return output
+    ``write_case(case, staging)`` reads and checks every input of the case before it writes anything, so a case
+    whose input is bad (an expected error) leaves no file behind: it is named and left out, the other cases are
+    written, and ``finish(staging, written_cases)`` writes dataset.json and the like. A dataset with some cases
+    left out is still put in place, then a :class:`DatasetError` names every bad case; if no case could be written
+    nothing is.
+    """
+    failures: list[str] = []
+    with new_output_folder(output_folder, [dataset.folder, *inputs], overwrite) as staging:
+        (staging / "imagesTr").mkdir()
+        (staging / "labelsTr").mkdir()
+        written = []
+        for case in tqdm(dataset.cases, desc=description, unit="case"):
+            try:
+                write_case(case, staging)
+            except EXPECTED_ERRORS as error:
+                failures.append(f"case '{case}': {one_line(error)}")
+                continue
+            written.append(case)
+        if not written:
+            raise DatasetError(f"no case of '{dataset.folder}' could be used, nothing written: {'; '.join(failures)}")
+        finish(staging, written)
+    if failures:
+        raise DatasetError(f"{len(failures)} of {len(dataset.cases)} case(s) left out of '{output_folder}' (the "
+                           f"other {len(dataset.cases) - len(failures)} are written): {'; '.join(failures)}")
+    return Path(output_folder)

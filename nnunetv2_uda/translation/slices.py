@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
+from nnunetv2_uda.images import read_header
 from nnunetv2_uda.translation.anatomy_space import anatomy_space, normalize
-from nnunetv2_uda.translation.raw_dataset import DatasetError, RawDataset, read_image, read_volume
+from nnunetv2_uda.translation.raw_dataset import DatasetError, RawDataset, read_volume
 
 TRANSLATION_MODES = ("asit", "cyclegan")
 
@@ -59,23 +61,28 @@ def center_crop_or_pad(stack: torch.Tensor, size: int, fill: torch.Tensor) -> to
 
 
 def median_inplane_spacing(dataset: RawDataset) -> float:
+    """From the headers only (the voxels are checked when the slices are read)."""
     spacings = []
     for case in dataset.cases:
-        reader_image = read_image(dataset.image_file(case))
-        spacings.extend(reader_image.GetSpacing()[:2])
+        spacings.extend(read_header(dataset.image_file(case)).GetSpacing()[:2])
     return float(np.median(spacings))
 
 
 def extract_slices(dataset: RawDataset, modality: str, mode: str, inplane_spacing: float, slice_size: int,
-                   max_slices_per_case: int, device: str = "cpu") -> torch.Tensor:
+                   max_slices_per_case: int, device: str = "cpu", allow_nonfinite: bool = False) -> torch.Tensor:
     """A (N, 2, slice_size, slice_size) float16 tensor of evenly spaced axial slices of every case.
 
     Flat slices (one value throughout, e.g. MRI end slices below the clipping percentile) are left out: they teach
-    nothing, and instance normalization of a constant map has a NaN gradient that would end training.
+    nothing, and instance normalization of a constant map has a NaN gradient that would end training. Every case is
+    needed: bad images are named all at once, after every case was read.
     """
-    cached = []
+    cached, failures = [], []
     for case in tqdm(dataset.cases, desc=f"caching {modality.upper()} slices ({dataset.folder.name})", unit="case"):
-        volume, spacing, _ = read_volume(dataset.image_file(case))
+        try:
+            volume, spacing, _ = read_volume(dataset.image_file(case), allow_nonfinite)
+        except EXPECTED_ERRORS as error:
+            failures.append(one_line(error))
+            continue
         own, other = domain_representations(volume, spacing, modality, mode, device)
         count = min(max_slices_per_case, volume.shape[0])
         indices = np.unique(np.linspace(0, volume.shape[0] - 1, count).round().astype(int))
@@ -85,6 +92,9 @@ def extract_slices(dataset: RawDataset, modality: str, mode: str, inplane_spacin
         stack = center_crop_or_pad(stack, slice_size, fill).half()
         flat = (stack.amax(dim=(2, 3)) == stack.amin(dim=(2, 3))).any(dim=1)
         cached.append(stack[~flat])
+    if failures:
+        raise DatasetError(f"Dataset '{dataset.folder}': {len(failures)} of {len(dataset.cases)} image(s) cannot be "
+                           f"used: {'; '.join(failures)}")
     slices = torch.cat(cached)
     if len(slices) == 0:
         raise DatasetError(f"Dataset '{dataset.folder}' has no axial slice with any contrast: every image is flat")

@@ -1,13 +1,16 @@
 """Training the CT -> MRI translator (CycleGAN, ASIT or plain) with checkpoints, resume and loss curves.
 
-The translator folder holds ``config.json`` (what was asked), ``checkpoint_latest.pth`` (written to a temporary
-name, then renamed), ``progress.json`` (iteration and loss history) and ``loss_curves.png``. Rerunning the same
-command resumes from the checkpoint; a checkpoint written under a different configuration is refused.
+The translator folder holds ``config.json`` (what was asked), ``checkpoint_latest.pth`` (tensors and plain data
+only, written atomically), ``progress.json`` (iteration and loss history) and ``loss_curves.png``. Rerunning the same
+command resumes from the checkpoint; a checkpoint written under a different configuration, a checkpoint that holds
+anything but tensors and plain data, and a non-empty folder that is not a translator folder are refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import random
 from collections.abc import Callable
@@ -18,16 +21,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nnunetv2_uda.atomic_files import save_figure
+from nnunetv2_uda.atomic_files import STAGING_PREFIX, save_figure, write_atomically, write_json_atomically
+from nnunetv2_uda.checkpoints import load_checkpoint
+from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
 from nnunetv2_uda.translation.networks import (
     GENERATOR_DOWNSAMPLING,
+    GENERATOR_MIN_SIZE,
+    GENERATORS,
     PatchDiscriminator,
     build_generator,
-    generator_class,
 )
-from nnunetv2_uda.translation.raw_dataset import open_raw_dataset, write_json_atomic
+from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
 from nnunetv2_uda.translation.slices import TRANSLATION_MODES, extract_slices, median_inplane_spacing
 
 CONFIG_FILE = "config.json"
@@ -39,8 +46,29 @@ _SHORT_NAMES = {"total": "L", "adversarial": "adv", "cycle": "cyc", "identity": 
                 "discriminator_t": "D_t", "discriminator_s": "D_s"}
 
 
-class TranslatorConfigError(ValueError):
-    """A translator folder or checkpoint that does not match what was asked for."""
+class TranslatorConfigError(UserInputError):
+    """A translator setting, folder or checkpoint that is invalid or does not match what was asked for."""
+
+
+MIN_SLICE_SIZE = max(GENERATOR_MIN_SIZE, PatchDiscriminator.min_size())
+"""Training slices feed the discriminators too, whose smallest input is larger than the generators'."""
+API_ONLY_SETTINGS = ("ct_dataset", "mri_dataset", "learning_rate", "pool_size")
+
+
+def _setting(name: str) -> str:
+    """A setting as the user gave it: the command-line flag where there is one."""
+    return name if name in API_ONLY_SETTINGS else f"--{name}"
+
+
+def _number(name: str, value, integer: bool, minimum: float, strict: bool = False) -> float | int:
+    """``value`` as a plain int or float if it is a finite number above (``strict``) or from ``minimum``."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, kind) and not isinstance(value, bool) and (integer or math.isfinite(value)) \
+            and (value > minimum if strict else value >= minimum):
+        return int(value) if integer else float(value)
+    what = "an integer" if integer else "a finite number"
+    raise TranslatorConfigError(f"{_setting(name)} must be {what} {'>' if strict else '>='} {minimum:g}, "
+                                f"got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -65,14 +93,22 @@ class TranslatorConfig:
     seed: int = 12345
 
     def __post_init__(self):
-        if self.mode not in TRANSLATION_MODES:
-            raise ValueError(f"mode must be one of {TRANSLATION_MODES}, got '{self.mode}'")
-        generator_class(self.generator)  # refuses an unknown name before any slice is cached
-        if self.slice_size % GENERATOR_DOWNSAMPLING or self.slice_size < 32:
-            raise ValueError(f"slice_size must be a multiple of 4 and at least 32, got {self.slice_size}")
-        for name in ("iterations", "batch_size", "max_slices_per_case"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        """Refuses nonsense before any slice is cached, naming the setting; numbers are stored as plain types."""
+        for name, choices in (("mode", TRANSLATION_MODES), ("generator", tuple(sorted(GENERATORS)))):
+            if getattr(self, name) not in choices:
+                raise TranslatorConfigError(f"{_setting(name)} must be one of {choices}, got {getattr(self, name)!r}")
+        limits = {"iterations": 1, "batch_size": 1, "slice_size": 1, "generator_features": 1, "residual_blocks": 0,
+                  "discriminator_features": 1, "max_slices_per_case": 1, "pool_size": 0, "seed": 0}
+        for name, minimum in limits.items():
+            object.__setattr__(self, name, _number(name, getattr(self, name), True, minimum))
+        for name in ("lambda_cycle", "lambda_identity", "lambda_anatomy"):
+            object.__setattr__(self, name, _number(name, getattr(self, name), False, 0))
+        for name in ("inplane_spacing", "learning_rate"):
+            object.__setattr__(self, name, _number(name, getattr(self, name), False, 0, strict=True))
+        if self.slice_size % GENERATOR_DOWNSAMPLING or self.slice_size < MIN_SLICE_SIZE:
+            raise TranslatorConfigError(f"--slice_size must be a multiple of {GENERATOR_DOWNSAMPLING} and at least "
+                                        f"{MIN_SLICE_SIZE} (the smallest input of the discriminators; the generators "
+                                        f"need {GENERATOR_MIN_SIZE}), got {self.slice_size}")
 
     def differences(self, other: TranslatorConfig) -> dict[str, tuple]:
         return {f.name: (getattr(other, f.name), getattr(self, f.name)) for f in fields(self)
@@ -157,19 +193,26 @@ def read_config(translator_folder: str | os.PathLike) -> TranslatorConfig:
         raise TranslatorConfigError(f"'{translator_folder}' is not a translator folder: no {CONFIG_FILE}")
     try:
         return TranslatorConfig(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, TranslatorConfigError) as error:
         raise TranslatorConfigError(f"'{path}' is not a valid translator configuration: {error}") from error
 
 
-def load_checkpoint(translator_folder: str | os.PathLike, config: TranslatorConfig) -> dict | None:
-    """The latest checkpoint, or None; refuses one written under a different configuration, naming the keys."""
+CHECKPOINT_KEYS = ("config", "iteration", "model", "history", "rng", "torch_rng")
+
+
+def read_checkpoint(translator_folder: str | os.PathLike, config: TranslatorConfig) -> dict | None:
+    """The latest checkpoint (tensors and plain data only), or None; refuses one written under a different
+    configuration, naming the keys."""
     path = Path(translator_folder) / CHECKPOINT_FILE
     if not path.is_file():
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(path)
     try:
+        missing = [key for key in CHECKPOINT_KEYS if key not in checkpoint]
+        if missing:
+            raise TypeError(f"it lacks {missing}")
         saved = TranslatorConfig(**checkpoint["config"])
-    except (KeyError, TypeError) as error:
+    except (TypeError, TranslatorConfigError) as error:
         raise TranslatorConfigError(f"Checkpoint '{path}' was not written by this translator version "
                                     f"({error}); move it away to start over") from error
     differences = config.differences(saved)
@@ -183,11 +226,24 @@ def load_checkpoint(translator_folder: str | os.PathLike, config: TranslatorConf
 
 def _save_checkpoint(folder: Path, config: TranslatorConfig, model: CycleGAN, iteration: int, history: list,
                      rng: np.random.Generator) -> None:
+    """Tensors and plain data only (the random states are a dict of ints and a byte tensor), so the checkpoint
+    loads with ``weights_only=True``."""
     state = {"config": asdict(config), "iteration": iteration, "model": model.state_dict(), "history": history,
              "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-    temporary = folder / f".tmp_{os.getpid()}_{CHECKPOINT_FILE}"
-    torch.save(state, temporary)
-    os.replace(temporary, folder / CHECKPOINT_FILE)
+    write_atomically(folder / CHECKPOINT_FILE, lambda temporary: torch.save(state, temporary))
+
+
+def check_translator_folder(folder: Path, inputs: list[Path]) -> None:
+    """Training writes into its own folder and resumes there: any other non-empty folder is refused, never written
+    into, and so are the input datasets and folders inside them."""
+    check_output_folder(folder, inputs, overwrite=True)
+    if not folder.is_dir() or (folder / CONFIG_FILE).is_file() or (folder / CHECKPOINT_FILE).is_file():
+        return
+    foreign = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith(STAGING_PREFIX))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise OutputFolderError(f"output folder {folder} is not empty and is not a translator folder (no "
+                                f"{CONFIG_FILE}; it holds {listed}); choose a new or empty folder")
 
 
 def plot_loss_curves(history: list[dict], path: Path) -> None:
@@ -220,16 +276,20 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
                      inplane_spacing: float | None = None, lambda_cycle: float = 10.0, lambda_identity: float = 5.0,
                      lambda_anatomy: float = 0.0, generator: str = "resnet", generator_features: int = 8,
                      residual_blocks: int = 3, discriminator_features: int = 8, max_slices_per_case: int = 64,
-                     seed: int = 12345, on_checkpoint: Callable[[int], None] | None = None) -> Path:
+                     seed: int = 12345, allow_nonfinite: bool = False,
+                     on_checkpoint: Callable[[int], None] | None = None) -> Path:
     """Trains (or resumes) a translator in ``output_folder`` and returns that folder.
 
-    ``inplane_spacing`` None means the median in-plane spacing of the MRI dataset. ``on_checkpoint(iteration)`` is
-    called after each checkpoint is on disk (the pipeline uses it for progress reporting).
+    ``inplane_spacing`` None means the median in-plane spacing of the MRI dataset. ``allow_nonfinite`` replaces NaN
+    or infinite voxels of the images (said on stderr) instead of refusing them. ``on_checkpoint(iteration)`` is
+    called after each checkpoint is on disk. Nothing is written before the settings, the folder and every image
+    were checked.
     """
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
+    checkpoint_every = _number("checkpoint_every", checkpoint_every, True, 1)
     ct_dataset = open_raw_dataset(ct_dataset_folder)
     mri_dataset = open_raw_dataset(mri_dataset_folder)
+    folder = Path(output_folder)
+    check_translator_folder(folder, [ct_dataset.folder, mri_dataset.folder])
     if inplane_spacing is None:
         inplane_spacing = median_inplane_spacing(mri_dataset)
     config = TranslatorConfig(str(ct_dataset.folder.resolve()), str(mri_dataset.folder.resolve()), mode, iterations,
@@ -238,15 +298,12 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
                               residual_blocks=residual_blocks,
                               discriminator_features=discriminator_features,
                               max_slices_per_case=max_slices_per_case, seed=seed)
-    folder = Path(output_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = load_checkpoint(folder, config)
+    checkpoint = read_checkpoint(folder, config)
     if (folder / CONFIG_FILE).is_file() and checkpoint is None:
         previous = read_config(folder)
         if previous.differences(config):
             raise TranslatorConfigError(f"'{folder}' holds a translator configured differently "
                                         f"({sorted(previous.differences(config))}); use another output folder")
-    write_json_atomic(asdict(config), folder / CONFIG_FILE)
 
     random.seed(seed)
     torch.manual_seed(seed)
@@ -258,12 +315,17 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         start, history = checkpoint["iteration"], checkpoint["history"]
         rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
+        print(f"Resuming from {folder / CHECKPOINT_FILE} at iteration {start} of {iterations}", flush=True)
     if start >= iterations:
         return folder
 
-    ct_slices = extract_slices(ct_dataset, "ct", mode, config.inplane_spacing, slice_size, max_slices_per_case)
-    mri_slices = extract_slices(mri_dataset, "mri", mode, config.inplane_spacing, slice_size, max_slices_per_case)
+    ct_slices = extract_slices(ct_dataset, "ct", mode, config.inplane_spacing, slice_size, max_slices_per_case,
+                               allow_nonfinite=allow_nonfinite)
+    mri_slices = extract_slices(mri_dataset, "mri", mode, config.inplane_spacing, slice_size, max_slices_per_case,
+                                allow_nonfinite=allow_nonfinite)
     ct_slices, mri_slices = ct_slices.to(model.device), mri_slices.to(model.device)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(asdict(config), folder / CONFIG_FILE)
     progress = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"translator ({mode})")
     for iteration in progress:
         ct_batch = ct_slices[torch.from_numpy(rng.integers(len(ct_slices), size=batch_size)).to(model.device)]
@@ -274,8 +336,8 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         done = iteration + 1
         if done % checkpoint_every == 0 or done == iterations:
             _save_checkpoint(folder, config, model, done, history, rng)
-            write_json_atomic({"iteration": done, "iterations": iterations, "finished": done == iterations,
-                               "history": history}, folder / PROGRESS_FILE)
+            write_json_atomically({"iteration": done, "iterations": iterations, "finished": done == iterations,
+                                   "history": history}, folder / PROGRESS_FILE)
             plot_loss_curves(history, folder / LOSS_PLOT_FILE)
             if on_checkpoint is not None:
                 on_checkpoint(done)
