@@ -16,9 +16,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import SimpleITK as sitk
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+    from matplotlib.figure import Figure
 
 STAGING_PREFIX = ".partial-"
 REPLACED_PREFIX = ".replaced-"
@@ -63,6 +65,8 @@ def write_json_atomically(data, path: str | os.PathLike) -> Path:
 
 
 def write_image_atomically(image: sitk.Image, path: str | os.PathLike) -> Path:
+    import SimpleITK as sitk
+
     return write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), True))
 
 

@@ -13,8 +13,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS
-from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV, filter_pseudolabels, select_cases
-from nnunetv2_uda.pseudolabels.label_io import same_geometry
+from nnunetv2_uda.output_folders import OutputFolderError
+from nnunetv2_uda.pseudolabels.filtering import filter_pseudolabels, select_cases
+from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, PseudoLabelError, same_geometry
 from nnunetv2_uda.pseudolabels.snapshots import SnapshotRecord
 from nnunetv2_uda.pseudolabels.uncertainty import snapshot_uncertainty, union_ensemble
 
@@ -46,8 +47,7 @@ def _snapshots_of(case: int) -> list[np.ndarray]:
     return snapshots
 
 
-@pytest.fixture
-def snapshot_setup(tmp_path: Path) -> tuple[Path, Path]:
+def make_snapshot_setup(tmp_path: Path) -> tuple[Path, Path]:
     """Four target cases: identical snapshots, small changes, an empty snapshot, large changes."""
     target = tmp_path / "Dataset850_Target"
     images = target / "imagesTr"
@@ -63,6 +63,11 @@ def snapshot_setup(tmp_path: Path) -> tuple[Path, Path]:
             sitk.WriteImage(_image(snapshot), str(folder / f"mri_{case:03d}.nii.gz"))
     SnapshotRecord(str(images), EPOCHS, EPOCHS, {"labels": FLARE_LABELS}).save(snapshot_folder)
     return snapshot_folder, images
+
+
+@pytest.fixture
+def snapshot_setup(tmp_path: Path) -> tuple[Path, Path]:
+    return make_snapshot_setup(tmp_path)
 
 
 def test_select_cases_threshold_fraction_and_inf():
@@ -102,9 +107,14 @@ def test_filter_writes_csv_ensemble_and_dataset(snapshot_setup, tmp_path):
                                       union_ensemble(_snapshots_of(int(case[-3:]))))
     assert not list(output.rglob("*partial*"))
 
-    # a stricter rerun into the same folder drops the case it no longer keeps
-    filter_pseudolabels(snapshot_folder, output, threshold=1e-9)
+    # a stricter rerun into the same folder needs overwrite, and then drops the case it no longer keeps
+    with pytest.raises(OutputFolderError, match="--overwrite"):
+        filter_pseudolabels(snapshot_folder, output, threshold=1e-9)
+    assert len(list((output / "labelsTr").iterdir())) == 2
+    filter_pseudolabels(snapshot_folder, output, threshold=1e-9, overwrite=True)
     assert sorted(p.name for p in (output / "labelsTr").iterdir()) == ["mri_000.nii.gz"]
+    assert sorted(p.name for p in (output / "imagesTr").iterdir()) == ["mri_000_0000.nii.gz"]
+    assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]  # no staging or old folder left
 
 
 def test_command_line(snapshot_setup, tmp_path):
@@ -117,32 +127,32 @@ def test_command_line(snapshot_setup, tmp_path):
     assert json.loads((output / "dataset.json").read_text())["numTraining"] == 2
 
 
-def test_geometry_mismatch_names_the_case(snapshot_setup, tmp_path):
+def test_bad_cases_are_named_and_the_others_written(snapshot_setup, tmp_path):
     snapshot_folder, _ = snapshot_setup
-    bad = snapshot_folder / "epoch_0007" / "mri_001.nii.gz"
-    sitk.WriteImage(_image(_snapshots_of(1)[1], origin=(0.0, 0.0, 0.0)), str(bad))
-    with pytest.raises(ValueError, match="mri_001.*geometry"):
-        filter_pseudolabels(snapshot_folder, tmp_path / "out", keep_fraction=1.0)
-
-
-def test_missing_snapshot_file_names_the_case(snapshot_setup, tmp_path):
-    snapshot_folder, _ = snapshot_setup
+    misplaced = snapshot_folder / "epoch_0007" / "mri_001.nii.gz"
+    sitk.WriteImage(_image(_snapshots_of(1)[1], origin=(0.0, 0.0, 0.0)), str(misplaced))
     (snapshot_folder / "epoch_0011" / "mri_003.nii.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="mri_003"):
-        filter_pseudolabels(snapshot_folder, tmp_path / "out")
+    with pytest.raises(FailedCasesError, match=r"2 of 4 case\(s\) failed") as failed:
+        filter_pseudolabels(snapshot_folder, tmp_path / "out", keep_fraction=1.0)
+    assert "mri_001.nii.gz does not match its image's geometry" in str(failed.value)
+    assert "epoch_0011/mri_003.nii.gz is missing" in str(failed.value)
+    assert sorted(p.name for p in (tmp_path / "out" / "labelsTr").iterdir()) == ["mri_000.nii.gz"]
+    with open(tmp_path / "out" / "uncertainty.csv", newline="") as handle:
+        assert sorted(row["case"] for row in csv.DictReader(handle)) == ["mri_000", "mri_002"]
 
 
 def test_incomplete_snapshots_and_empty_target_are_errors(snapshot_setup, tmp_path):
     snapshot_folder, images = snapshot_setup
     SnapshotRecord(str(images), EPOCHS, EPOCHS[:2], {"labels": FLARE_LABELS}).save(snapshot_folder)
-    with pytest.raises(ValueError, match=r"epoch\(s\) \[11\]"):
+    with pytest.raises(PseudoLabelError, match=r"epoch\(s\) \[11\]"):
         filter_pseudolabels(snapshot_folder, tmp_path / "out")
     SnapshotRecord(str(images), EPOCHS, EPOCHS, {"labels": FLARE_LABELS}).save(snapshot_folder)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no cases"):
+    with pytest.raises(PseudoLabelError, match="no cases"):
         filter_pseudolabels(snapshot_folder, tmp_path / "out", images_folder=tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="snapshots.json"):
+    with pytest.raises(PseudoLabelError, match="snapshots.json"):
         filter_pseudolabels(tmp_path / "empty", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_all_empty_snapshots_say_the_network_learned_nothing(snapshot_setup, tmp_path):
@@ -150,6 +160,15 @@ def test_all_empty_snapshots_say_the_network_learned_nothing(snapshot_setup, tmp
     empty = np.zeros(SHAPE, dtype=np.uint8)
     for snapshot in snapshot_folder.glob("epoch_*/mri_*.nii.gz"):
         sitk.WriteImage(_image(empty), str(snapshot))
-    with pytest.raises(ValueError, match="every snapshot pseudo-label .* is empty.*Train longer"):
+    with pytest.raises(PseudoLabelError, match="every snapshot pseudo-label .* is empty.*Train longer"):
         filter_pseudolabels(snapshot_folder, tmp_path / "out", keep_fraction=1.0)
-    assert (tmp_path / "out" / UNCERTAINTY_CSV).is_file()  # the scores are still there to look at
+    assert not (tmp_path / "out").exists()  # a run that keeps nothing writes nothing
+
+
+def test_a_threshold_nothing_passes_names_the_lowest_u(snapshot_setup, tmp_path):
+    snapshot_folder, images = snapshot_setup
+    (images / "mri_000_0000.nii.gz").unlink()  # the case with u = 0
+    lowest = snapshot_uncertainty(_snapshots_of(1))
+    with pytest.raises(PseudoLabelError, match=rf"--threshold 1e-06: .* lowest is u = {lowest:.6g}, case 'mri_001'"):
+        filter_pseudolabels(snapshot_folder, tmp_path / "out", threshold=1e-6)
+    assert not (tmp_path / "out").exists()

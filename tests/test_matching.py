@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunetv2_uda.pseudolabels.label_io import same_geometry
+from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, PseudoLabelError, same_geometry
 from nnunetv2_uda.pseudolabels.matching import multi_domain_matching, nearest_by_volume, organ_volumes_ml
 from nnunetv2_uda.pseudolabels.sequences import UNKNOWN, assign_sequences, order_sub_domains, sequence_from_name
 
@@ -67,7 +67,7 @@ def test_sequences_from_csv_sidecar_and_name(tmp_path):
     assert sequences == {"x_T2_0001": "T1", "x_0002": "DWI", "x_T1_0003": "T1"}
     assert assign_sequences(["chaos_0002", "chaos_0003"], tmp_path) == {"chaos_0002": UNKNOWN,
                                                                         "chaos_0003": UNKNOWN}
-    with pytest.raises(ValueError, match="chaos_0002"):
+    with pytest.raises(PseudoLabelError, match="chaos_0002"):
         assign_sequences(["chaos_0002", "x_T1_0003"], tmp_path)
 
 
@@ -76,11 +76,13 @@ def test_order_of_sub_domains():
     u = {"a": 0.3, "b": math.inf, "c": 0.1, "d": 0.2}
     assert order_sub_domains(sequences, uncertainty=u) == ["T2", "DWI", "T1"]
     assert order_sub_domains(sequences, order=["T1", "T2", "DWI"]) == ["T1", "T2", "DWI"]
-    with pytest.raises(ValueError, match=r"\['FLAIR'\] of --order have no cases"):
+    with pytest.raises(PseudoLabelError, match=r"\['FLAIR'\] of --order have no cases"):
         order_sub_domains(sequences, order=["T2", "FLAIR", "T1", "DWI"])
-    with pytest.raises(ValueError, match="missing from --order"):
+    with pytest.raises(PseudoLabelError, match="missing from --order"):
         order_sub_domains(sequences, order=["T2", "T1"])
-    with pytest.raises(ValueError, match="--uncertainty_csv"):
+    with pytest.raises(PseudoLabelError, match=r"\['T2'\] appear more than once"):
+        order_sub_domains(sequences, order=["T2", "T1", "T2", "DWI"])
+    with pytest.raises(PseudoLabelError, match="--uncertainty_csv"):
         order_sub_domains(sequences)
 
 
@@ -124,14 +126,20 @@ def test_single_sub_domain_copies_unchanged(tmp_path):
 
 def test_bad_inputs_name_the_case(two_domains, tmp_path):
     images, labels = two_domains
-    label = sitk.ReadImage(str(labels / "mri_T1_0003.nii.gz"))
-    label.SetOrigin((0.0, 0.0, 0.0))
-    sitk.WriteImage(label, str(labels / "mri_T1_0003.nii.gz"))
-    with pytest.raises(ValueError, match="mri_T1_0003.*geometry"):
+    label = sitk.ReadImage(str(labels / "mri_T2_0002.nii.gz"))
+    label.SetOrigin((5.0, 0.0, 0.0))
+    sitk.WriteImage(label, str(labels / "mri_T2_0002.nii.gz"))
+    with pytest.raises(FailedCasesError, match=r"1 of 3 case\(s\) failed.*mri_T2_0002.nii.gz does not match"):
         multi_domain_matching(images, labels, tmp_path / "out", order=["T2", "T1"])
+    # the misplaced case is no candidate: the T1 case takes the other T2 case's label
+    with open(tmp_path / "out" / "mdm_matches.csv", newline="") as handle:
+        matches = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
+    assert matches == {"mri_T2_0001": "", "mri_T1_0003": "mri_T2_0001"}
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["mri_T1_0003.nii.gz", "mri_T2_0001.nii.gz"]
     (images / "mri_T1_0003_0000.nii.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="mri_T1_0003"):
-        multi_domain_matching(images, labels, tmp_path / "out", order=["T2", "T1"])
+    with pytest.raises(PseudoLabelError, match="mri_T1_0003"):
+        multi_domain_matching(images, labels, tmp_path / "out2", order=["T2", "T1"])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no cases"):
-        multi_domain_matching(images, tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(PseudoLabelError, match="no cases"):
+        multi_domain_matching(images, tmp_path / "empty", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()

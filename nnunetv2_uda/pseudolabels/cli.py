@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from nnunetv2_uda.command_line import command, fraction, positive_float, positive_int
+from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
 from nnunetv2_uda.pseudolabels.filtering import DEFAULT_KEEP_FRACTION, filter_pseudolabels
 from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV, largest_component_folder
 from nnunetv2_uda.pseudolabels.matching import MATCHES_CSV, multi_domain_matching
 
+OVERWRITE_HELP = ("replace an existing non-empty output folder (the new one is built beside it and swapped in only "
+                  "when complete, so no stale case survives); without it such a folder is refused")
+VERBOSE_HELP = "on an error, show the Python traceback too"
 
+
+@command
 def filter_pseudolabels_entry() -> None:
     parser = argparse.ArgumentParser(
         description="Scores each target case by the disagreement of its pseudo-label snapshots (snapshot "
@@ -21,21 +27,24 @@ def filter_pseudolabels_entry() -> None:
     parser.add_argument("output_dataset_folder", help="raw dataset folder to write, e.g. "
                                                       "$nnUNet_raw/Dataset812_MRIPseudo")
     cut = parser.add_mutually_exclusive_group()
-    cut.add_argument("--threshold", type=float, default=None,
+    cut.add_argument("--threshold", type=positive_float, default=None,
                      help="keep the cases with u below this value")
-    cut.add_argument("--keep_fraction", type=float, default=None,
-                     help=f"keep this fraction of all cases, most certain first (default when neither flag is "
-                          f"given: {DEFAULT_KEEP_FRACTION})")
+    cut.add_argument("--keep_fraction", type=fraction, default=None,
+                     help=f"keep this fraction (0 < F <= 1) of all cases, most certain first (default when neither "
+                          f"flag is given: {DEFAULT_KEEP_FRACTION})")
     parser.add_argument("--images", default=None,
                         help="folder of the target images <case>_0000.nii.gz (default: target_images recorded in "
                              "snapshots.json)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()
     result = filter_pseudolabels(args.snapshot_folder, args.output_dataset_folder, args.threshold,
-                                 args.keep_fraction, args.images)
+                                 args.keep_fraction, args.images, args.overwrite)
     print(f"kept {len(result.kept)} of {len(result.uncertainty)} cases (u < {result.cut:.6g}); dataset written to "
           f"{result.output_dataset_folder}")
 
 
+@command
 def mdm_entry() -> None:
     parser = argparse.ArgumentParser(
         description="Multi-domain matching: splits the target cases into sub-domains by MRI sequence and replaces "
@@ -58,13 +67,20 @@ def mdm_entry() -> None:
     parser.add_argument("--registration_on", choices=("labels", "images"), default="labels",
                         help="register the label maps (default; sequences differ in contrast) or the z-scored "
                              "images")
+    parser.add_argument(ALLOW_NONFINITE_FLAG, action="store_true",
+                        help="with --registration_on images: replace NaN/inf voxels of an image by its lowest finite "
+                             "value (said on stderr) instead of refusing the case")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()
     records = multi_domain_matching(args.images_folder, args.pseudolabel_folder, args.output_folder, args.order,
-                                    args.sequences_csv, args.uncertainty_csv, args.registration_on)
+                                    args.sequences_csv, args.uncertainty_csv, args.registration_on, args.overwrite,
+                                    args.allow_nonfinite)
     matched = sum(1 for record in records if record.matched_case)
     print(f"{matched} of {len(records)} pseudo-labels replaced by matched ones; written to {args.output_folder}")
 
 
+@command
 def largest_component_entry() -> None:
     parser = argparse.ArgumentParser(
         description="Keeps only the largest connected component of each label (nnU-Net's "
@@ -76,18 +92,16 @@ def largest_component_entry() -> None:
     parser.add_argument("input_folder", help="folder of label maps <case>.nii.gz (e.g. nnUNetv2_predict output)")
     parser.add_argument("output_folder", help="where the post-processed label maps go (a new folder; the input "
                                               "is not changed)")
-    parser.add_argument("--labels", type=int, nargs="+", default=None, metavar="ID",
+    parser.add_argument("--labels", type=positive_int, nargs="+", default=None, metavar="ID",
                         help="label ids to post-process (default: every non-zero label present); other labels "
                              "are copied unchanged")
-    parser.add_argument("-np", "--num_processes", type=int, default=1,
+    parser.add_argument("-np", "--num_processes", type=positive_int, default=1,
                         help="cases processed in parallel (default: 1)")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()
-    results = largest_component_folder(args.input_folder, args.output_folder, args.labels, args.num_processes)
-    failed = [result for result in results if result.error]
+    results = largest_component_folder(args.input_folder, args.output_folder, args.labels, args.num_processes,
+                                       args.overwrite)
     removed = sum(sum(result.removed_voxels.values()) for result in results)
-    print(f"{len(results) - len(failed)} of {len(results)} label maps written to {args.output_folder} "
-          f"({removed} voxels outside the largest components removed)")
-    for result in failed:
-        print(f"case '{result.case}' not written: {result.error}", file=sys.stderr)
-    if failed:
-        sys.exit(1)
+    print(f"{len(results)} label maps written to {args.output_folder} ({removed} voxels outside the largest "
+          f"components removed)")

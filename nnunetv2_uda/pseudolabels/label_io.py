@@ -1,34 +1,57 @@
-"""Reading and writing label maps next to their images: geometry checks and writes that are never half-done."""
+"""Label maps next to their images: listings of cases, geometry checks, the pseudo-label commands' errors."""
 
 from __future__ import annotations
 
-import os
+import csv
 import re
-import shutil
-import tempfile
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from nnunetv2_uda.atomic_files import is_hidden
+from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.images import read_header, read_image
+
 NIFTI = ".nii.gz"
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
+
+
+class PseudoLabelError(UserInputError):
+    """A snapshot folder, label map, CSV or option of the pseudo-label commands is wrong (the message names it)."""
+
+
+class FailedCasesError(UserInputError):
+    """Some cases could not be processed; the others were written (exit status 1, as a partial result)."""
+
+    exit_code = 1
+
+    def __init__(self, failures: dict[str, str], total: int, output: Path | None):
+        self.failures = failures
+        written = f"the other {total - len(failures)} were written to {output}" if output else "nothing was written"
+        super().__init__(f"{len(failures)} of {total} case(s) failed ({written}): "
+                         + "; ".join(failures[case] for case in sorted(failures)))
 
 
 def case_name(label_file: Path) -> str:
     return label_file.name[: -len(NIFTI)]
 
 
+def _nifti_files(folder: Path) -> Iterable[Path]:
+    """``*.nii.gz`` files of a folder; hidden names (temporaries of a killed run) are never cases."""
+    return (path for path in sorted(Path(folder).glob(f"*{NIFTI}")) if not is_hidden(path) and path.is_file())
+
+
 def label_files(folder: Path) -> dict[str, Path]:
     """``<case>.nii.gz`` files of a folder, by case name."""
-    return {case_name(p): p for p in sorted(Path(folder).glob(f"*{NIFTI}"))}
+    return {case_name(path): path for path in _nifti_files(folder)}
 
 
 def image_channel_files(folder: Path) -> dict[str, list[Path]]:
     """``<case>_<CCCC>.nii.gz`` files of an nnU-Net images folder, by case name, channels in order."""
     cases: dict[str, list[Path]] = {}
-    for path in sorted(Path(folder).glob(f"*{NIFTI}")):
+    for path in _nifti_files(folder):
         match = CHANNEL_FILE.match(path.name)
         if match:
             cases.setdefault(match["case"], []).append(path)
@@ -37,9 +60,9 @@ def image_channel_files(folder: Path) -> dict[str, list[Path]]:
 
 def require_cases(cases: dict, folder: Path, what: str) -> None:
     if not Path(folder).is_dir():
-        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+        raise PseudoLabelError(f"{what} folder {folder} does not exist")
     if not cases:
-        raise ValueError(f"{what} folder {folder} holds no cases (expected *{NIFTI} files)")
+        raise PseudoLabelError(f"{what} folder {folder} holds no cases (expected *{NIFTI} files)")
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
@@ -55,23 +78,22 @@ def describe_geometry(image: sitk.Image) -> str:
 
 
 def read_label_matching(label_file: Path, reference: sitk.Image, case: str) -> sitk.Image:
-    """Reads a label map and checks that it lies on its image's voxel grid; the error names the case."""
-    label = sitk.ReadImage(str(label_file))
+    """Reads a label map (checked whole by the shared reader) and checks that it lies on its image's voxel grid;
+    the error names the case and the file."""
+    label = read_image(label_file)
     if not same_geometry(label, reference):
-        raise ValueError(f"case '{case}': label map {label_file} does not match its image's geometry "
-                         f"(label: {describe_geometry(label)}; image: {describe_geometry(reference)})")
+        raise PseudoLabelError(f"case '{case}': label map {label_file} does not match its image's geometry "
+                               f"(label: {describe_geometry(label)}; image: {describe_geometry(reference)})")
     return label
 
 
 def read_reference(image_file: Path) -> sitk.Image:
     """The image's geometry only (pixel data not needed) for geometry checks and resampling targets."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(image_file))
-    reader.ReadImageInformation()
-    reference = sitk.Image(reader.GetSize(), sitk.sitkUInt8)
-    reference.SetSpacing(reader.GetSpacing())
-    reference.SetOrigin(reader.GetOrigin())
-    reference.SetDirection(reader.GetDirection())
+    header = read_header(image_file)
+    reference = sitk.Image(header.GetSize(), sitk.sitkUInt8)
+    reference.SetSpacing(header.GetSpacing())
+    reference.SetOrigin(header.GetOrigin())
+    reference.SetDirection(header.GetDirection())
     return reference
 
 
@@ -82,27 +104,20 @@ def label_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return image
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Calls ``write(temporary_path)`` and renames the result to ``path``: a killed run never leaves a
-    finished-looking file. The temporary file has ``path``'s own name (writers pick the format from it) inside a
-    hidden folder next to it, so folder listings (``*.nii.gz``) never see it and the rename stays on one disk."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+def read_csv_rows(path: Path, columns: tuple[str, ...], flag: str) -> list[dict[str, str]]:
+    """The rows of a CSV given with ``flag``, each with a non-empty value in every required column; an unreadable
+    file or a bad row is an error naming the file (and row)."""
     try:
-        write(staging / path.name)
-        os.replace(staging / path.name, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def write_image_atomically(image: sitk.Image, path: Path) -> None:
-    write_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), True))
-
-
-def write_text_atomically(text: str, path: Path) -> None:
-    write_atomically(path, lambda temporary: temporary.write_text(text))
-
-
-def copy_atomically(source: Path, destination: Path) -> None:
-    write_atomically(destination, lambda temporary: shutil.copyfile(source, temporary))
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+                raise PseudoLabelError(f"{flag} {path}: needs a header with the columns {', '.join(columns)}, "
+                                       f"found {reader.fieldnames or 'none'}")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise PseudoLabelError(f"{flag} {path}: not a readable CSV file ({error})") from error
+    for number, row in enumerate(rows, start=1):
+        empty = [column for column in columns if not (row.get(column) or "").strip()]
+        if empty:
+            raise PseudoLabelError(f"{flag} {path}, row {number}: no value in column(s) {', '.join(empty)}")
+    return rows

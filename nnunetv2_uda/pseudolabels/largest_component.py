@@ -9,23 +9,19 @@ that are false positives in the scores and, worse, in the pseudo-labels that sel
 from __future__ import annotations
 
 import csv
-import io
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
 from tqdm import tqdm
 
-from nnunetv2_uda.pseudolabels.label_io import (
-    copy_atomically,
-    label_files,
-    require_cases,
-    write_image_atomically,
-    write_text_atomically,
-)
+from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
+from nnunetv2_uda.images import read_image
+from nnunetv2_uda.output_folders import new_output_folder
+from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, label_files, require_cases
 
 REMOVED_CSV = "largest_component.csv"
 
@@ -42,6 +38,9 @@ class CaseResult:
 def keep_largest_components(segmentation: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
     """Each label (all non-zero labels present when ``labels`` is None) keeps only its largest 3D component
     (full connectivity); the removed voxels become background."""
+    # imported here: nnU-Net's module loads torch (seconds), which a command should not wait for to report bad input
+    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
+
     present = [int(v) for v in np.unique(segmentation) if v != 0]
     for label in present if labels is None else [label for label in labels if label in present]:
         segmentation = remove_all_but_largest_component_from_segmentation(segmentation, label)
@@ -50,10 +49,10 @@ def keep_largest_components(segmentation: np.ndarray, labels: list[int] | None =
 
 def _process_case(case: str, source: Path, destination: Path, labels: list[int] | None) -> CaseResult:
     try:
-        image = sitk.ReadImage(str(source))
-        before = sitk.GetArrayFromImage(image)
-    except RuntimeError as error:
-        return CaseResult(case, {}, f"{source}: cannot be read as an image ({str(error).strip().splitlines()[-1]})")
+        image = read_image(source)
+    except EXPECTED_ERRORS as error:
+        return CaseResult(case, {}, one_line(error))
+    before = sitk.GetArrayFromImage(image)
     if not np.issubdtype(before.dtype, np.integer):
         return CaseResult(case, {}, f"{source}: voxel type {before.dtype} is not a label map (integers expected)")
     after = keep_largest_components(before, labels)
@@ -61,39 +60,48 @@ def _process_case(case: str, source: Path, destination: Path, labels: list[int] 
                zip(*np.unique(before[after != before], return_counts=True), strict=True)}
     cleaned = sitk.GetImageFromArray(after)
     cleaned.CopyInformation(image)
-    write_image_atomically(cleaned, destination / source.name)
+    sitk.WriteImage(cleaned, str(destination / source.name), True)
     return CaseResult(case, removed)
 
 
+def _write_table(results: list[CaseResult], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case", "label", "voxels_removed", "error"])
+        for result in results:
+            if result.error:
+                writer.writerow([result.case, "", "", result.error])
+            for label, count in sorted(result.removed_voxels.items()):
+                writer.writerow([result.case, label, count, ""])
+
+
 def largest_component_folder(input_folder: Path | str, output_folder: Path | str, labels: list[int] | None = None,
-                             num_processes: int = 1) -> list[CaseResult]:
+                             num_processes: int = 1, overwrite: bool = False) -> list[CaseResult]:
     """Post-processes every ``<case>.nii.gz`` of ``input_folder`` into ``output_folder`` (geometry and voxel type
     kept; ``dataset.json`` copied) and writes ``largest_component.csv`` (voxels removed per case and label).
 
-    A case that cannot be read is reported in its result and the CSV and left out; the other cases are still written.
+    The output folder must be new or empty unless ``overwrite`` (then it is replaced once the new one is complete).
+    A case that cannot be read is named in the CSV and left out; the other cases are still written, then
+    :class:`FailedCasesError` names the failed files.
     """
     input_folder, output_folder = Path(input_folder), Path(output_folder)
     cases = label_files(input_folder)
     require_cases(cases, input_folder, "label maps")
-    if output_folder.resolve() == input_folder.resolve():
-        raise ValueError(f"output folder {output_folder} is the input folder; give a new folder (the input is kept)")
-    output_folder.mkdir(parents=True, exist_ok=True)
-    arguments = [(case, path, output_folder, labels) for case, path in cases.items()]
-    if num_processes > 1:
-        with ProcessPoolExecutor(num_processes) as pool:
-            results = list(tqdm(pool.map(_process_case, *zip(*arguments, strict=True)), total=len(arguments),
-                                desc="largest component"))
-    else:
-        results = [_process_case(*argument) for argument in tqdm(arguments, desc="largest component")]
-    if (input_folder / "dataset.json").is_file():
-        copy_atomically(input_folder / "dataset.json", output_folder / "dataset.json")
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["case", "label", "voxels_removed", "error"])
-    for result in results:
-        if result.error:
-            writer.writerow([result.case, "", "", result.error])
-        for label, count in sorted(result.removed_voxels.items()):
-            writer.writerow([result.case, label, count, ""])
-    write_text_atomically(table.getvalue(), output_folder / REMOVED_CSV)
+    with new_output_folder(output_folder, [input_folder], overwrite) as staging:
+        arguments = [(case, path, staging, labels) for case, path in cases.items()]
+        if num_processes > 1:
+            with ProcessPoolExecutor(num_processes) as pool:
+                results = list(tqdm(pool.map(_process_case, *zip(*arguments, strict=True)), total=len(arguments),
+                                    desc="largest component", disable=None))
+        else:
+            results = [_process_case(*argument) for argument in tqdm(arguments, desc="largest component",
+                                                                     disable=None)]
+        failures = {result.case: result.error for result in results if result.error}
+        if len(failures) == len(results):
+            raise FailedCasesError(failures, len(results), None)
+        if (input_folder / "dataset.json").is_file():
+            shutil.copyfile(input_folder / "dataset.json", staging / "dataset.json")
+        _write_table(results, staging / REMOVED_CSV)
+    if failures:
+        raise FailedCasesError(failures, len(results), output_folder)
     return results

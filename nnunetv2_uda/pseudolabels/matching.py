@@ -10,7 +10,7 @@ labels they have in the output (original for the best sub-domain, already matche
 from __future__ import annotations
 
 import csv
-import io
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,15 +18,18 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
+from nnunetv2_uda.images import read_image
+from nnunetv2_uda.output_folders import check_output_folder, new_output_folder
 from nnunetv2_uda.pseudolabels.filtering import read_uncertainty_csv
 from nnunetv2_uda.pseudolabels.label_io import (
-    copy_atomically,
+    FailedCasesError,
+    PseudoLabelError,
     image_channel_files,
     label_files,
     read_label_matching,
+    read_reference,
     require_cases,
-    write_image_atomically,
-    write_text_atomically,
 )
 from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
 from nnunetv2_uda.pseudolabels.sequences import assign_sequences, order_sub_domains
@@ -62,19 +65,25 @@ def nearest_by_volume(volumes: np.ndarray, candidates: dict[str, np.ndarray]) ->
 
 
 def _write_matches_csv(records: list[MatchRecord], path: Path) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(MatchRecord.__dataclass_fields__))
-    writer.writeheader()
-    for record in records:
-        writer.writerow(asdict(record))
-    write_text_atomically(buffer.getvalue(), path)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(MatchRecord.__dataclass_fields__))
+        writer.writeheader()
+        for record in records:
+            writer.writerow(asdict(record))
 
 
 def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | str, output_folder: Path | str,
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
                           uncertainty_csv: Path | str | None = None,
-                          registration_on: RegistrationInput = "labels") -> list[MatchRecord]:
-    """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case and ``mdm_matches.csv``."""
+                          registration_on: RegistrationInput = "labels", overwrite: bool = False,
+                          allow_nonfinite: bool = False) -> list[MatchRecord]:
+    """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case and ``mdm_matches.csv``.
+
+    The output folder must be new or empty unless ``overwrite`` (then it is replaced once the new one is complete).
+    A case whose files cannot be read, or whose match cannot be registered, is left out (and is no candidate for
+    others); the other cases are still written, then :class:`FailedCasesError` names the failed ones.
+    ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on="images"``.
+    """
     images_folder, pseudolabel_folder, output = Path(images_folder), Path(pseudolabel_folder), Path(output_folder)
     labels = label_files(pseudolabel_folder)
     require_cases(labels, pseudolabel_folder, "pseudo-label")
@@ -82,51 +91,82 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     require_cases(images, images_folder, "target images")
     without_image = sorted(set(labels) - set(images))
     if without_image:
-        raise FileNotFoundError(f"case(s) {without_image} have a pseudo-label but no image <case>_0000.nii.gz in "
-                                f"{images_folder}")
+        raise PseudoLabelError(f"case(s) {without_image} have a pseudo-label in {pseudolabel_folder} but no image "
+                               f"<case>_0000.nii.gz in {images_folder}")
+    inputs = (images_folder, pseudolabel_folder, sequences_csv, uncertainty_csv)
+    check_output_folder(output, inputs, overwrite)
     cases = sorted(labels)
     sequences = assign_sequences(cases, images_folder, Path(sequences_csv) if sequences_csv else None)
     uncertainty = read_uncertainty_csv(Path(uncertainty_csv)) if uncertainty_csv else None
     ranking = order_sub_domains(sequences, order, uncertainty)
-    output.mkdir(parents=True, exist_ok=True)
+
+    def read_target(case: str) -> sitk.Image:
+        """The case's image: its geometry only, unless registration compares images."""
+        image_file = images[case][0]
+        return read_image(image_file, allow_nonfinite) if registration_on == "images" else read_reference(image_file)
+
+    failures: dict[str, str] = {}
+    present: set[int] = set()
+    for case in tqdm(cases, desc="checking pseudo-labels", disable=None):
+        try:
+            label = read_label_matching(labels[case], read_target(case), case)
+        except EXPECTED_ERRORS as error:
+            failures[case] = one_line(error)
+            continue
+        present.update(int(v) for v in np.unique(sitk.GetArrayViewFromImage(label)) if v > 0)
+    if len(failures) == len(cases):
+        raise FailedCasesError(failures, len(cases), None)
+    label_ids = sorted(present)
     if len(ranking) == 1:
         print(f"multi-domain matching: a single sub-domain ({ranking[0]}), nothing to match; pseudo-labels are "
               f"copied unchanged to {output}")
+    elif not label_ids:
+        raise PseudoLabelError(f"every pseudo-label in {pseudolabel_folder} is empty: there are no organ volumes to "
+                               f"match by")
     else:
         print(f"multi-domain matching: sub-domains best first: {ranking}")
 
-    def read_case(case: str, folder_labels: dict[str, Path]) -> tuple[sitk.Image, sitk.Image]:
-        image = sitk.ReadImage(str(images[case][0]))
-        return image, read_label_matching(folder_labels[case], image, case)
-
-    label_ids = sorted({int(v) for case in cases
-                        for v in np.unique(sitk.GetArrayViewFromImage(read_case(case, labels)[1])) if v > 0})
     records: list[MatchRecord] = []
-    done: dict[str, Path] = {}
-    for rank, sequence in enumerate(ranking):
-        members = [case for case in cases if sequences[case] == sequence]
-        candidates = {case: organ_volumes_ml(read_case(case, done)[1], label_ids) for case in done}
-        for case in tqdm(members, desc=f"multi-domain matching {sequence}"):
-            destination = output / f"{case}.nii.gz"
-            if rank == 0:
-                read_case(case, labels)  # geometry check before copying
-                copy_atomically(labels[case], destination)
-                records.append(MatchRecord(case, sequence, "", "", float("nan"), float("nan"), float("nan")))
-                continue
-            image, label = read_case(case, labels)
-            match, distance = nearest_by_volume(organ_volumes_ml(label, label_ids), candidates)
-            match_image, match_label = read_case(match, done)
-            fixed, moving = (label, match_label) if registration_on == "labels" else (image, match_image)
-            try:
-                result = register_affine(fixed, moving, registration_on)
-            except (RuntimeError, ValueError) as error:
-                raise RuntimeError(f"case '{case}': registering matched case '{match}' failed: {error}") from error
-            write_image_atomically(warp_label(match_label, image, result.transform), destination)
-            records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
-                                       result.metric_after))
-            print(f"{case} ({sequence}) <- {match} ({sequences[match]}): volume L1 {distance:.1f} mL, mean squares "
-                  f"{result.metric_before:.4g} -> {result.metric_after:.4g}")
-        done.update({case: output / f"{case}.nii.gz" for case in members})
-    _write_matches_csv(records, output / MATCHES_CSV)
+    with new_output_folder(output, inputs, overwrite) as staging:
+        done: dict[str, Path] = {}
+        for rank, sequence in enumerate(ranking):
+            members = [case for case in cases if sequences[case] == sequence and case not in failures]
+            candidates = {case: organ_volumes_ml(read_image(path), label_ids) for case, path in done.items()}
+            written = []
+            for case in tqdm(members, desc=f"multi-domain matching {sequence}", disable=None):
+                destination = staging / f"{case}.nii.gz"
+                if rank == 0:
+                    shutil.copyfile(labels[case], destination)  # its geometry was checked above
+                    records.append(MatchRecord(case, sequence, "", "", float("nan"), float("nan"), float("nan")))
+                    written.append(case)
+                    continue
+                try:
+                    image, label = read_target(case), read_image(labels[case])  # geometry checked above
+                    if not candidates:
+                        raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
+                                               f"it with")
+                    match, distance = nearest_by_volume(organ_volumes_ml(label, label_ids), candidates)
+                    match_label = read_image(done[match])
+                    fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
+                    try:
+                        result = register_affine(fixed, moving, registration_on)
+                    except (RuntimeError, ValueError) as error:
+                        reason = str(error).strip().splitlines()[-1]
+                        raise PseudoLabelError(f"case '{case}' ({labels[case]}): registering matched case '{match}' "
+                                               f"failed: {reason}") from error
+                except EXPECTED_ERRORS as error:
+                    failures[case] = one_line(error)
+                    continue
+                sitk.WriteImage(warp_label(match_label, image, result.transform), str(destination), True)
+                records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
+                                           result.metric_after))
+                written.append(case)
+                print(f"{case} ({sequence}) <- {match} ({sequences[match]}): volume L1 {distance:.1f} mL, mean "
+                      f"squares {result.metric_before:.4g} -> {result.metric_after:.4g}")
+            done.update({case: staging / f"{case}.nii.gz" for case in written})
+        if not records:
+            raise FailedCasesError(failures, len(cases), None)
+        _write_matches_csv(records, staging / MATCHES_CSV)
+    if failures:
+        raise FailedCasesError(failures, len(cases), output)
     return records
-

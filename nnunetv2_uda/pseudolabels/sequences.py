@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
+
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows
 
 # tokens of a case name that name a sequence, e.g. PhantomMRI_T2_0003 or amos_0507_T1_inphase
 SEQUENCE_TOKENS = ("T1", "T1C", "T1CE", "T1W", "T2", "T2W", "T2SPIR", "FLAIR", "DWI", "ADC", "PD", "DIXON",
@@ -20,11 +21,7 @@ def sequence_from_name(case: str) -> str | None:
 
 
 def read_sequences_csv(path: Path) -> dict[str, str]:
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if rows and not {"case", "sequence"} <= set(rows[0]):
-        raise ValueError(f"{path} must have the columns 'case' and 'sequence'")
-    return {row["case"]: row["sequence"] for row in rows}
+    return {row["case"]: row["sequence"] for row in read_csv_rows(path, ("case", "sequence"), "--sequences_csv")}
 
 
 def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:
@@ -43,15 +40,16 @@ def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path 
         elif sidecar.is_file():
             try:
                 sequences[case] = str(json.loads(sidecar.read_text())["sequence"])
-            except (KeyError, ValueError) as error:
-                raise ValueError(f"case '{case}': sidecar {sidecar} has no readable 'sequence' ({error!r})") from error
+            except (KeyError, TypeError, ValueError) as error:
+                raise PseudoLabelError(f"case '{case}': sidecar {sidecar} has no readable 'sequence' "
+                                       f"({error!r})") from error
         else:
             sequences[case] = sequence_from_name(case)
     unknown = sorted(case for case, sequence in sequences.items() if sequence is None)
     if unknown and len(unknown) < len(cases):
-        raise ValueError(f"no sequence known for case(s) {unknown}: give a --sequences_csv (case,sequence), a "
-                         f"sidecar {images_folder}/<case>.json with {{\"sequence\": ...}}, or a name token "
-                         f"({', '.join(SEQUENCE_TOKENS)})")
+        raise PseudoLabelError(f"no sequence known for case(s) {unknown}: give a --sequences_csv (case,sequence), a "
+                               f"sidecar {images_folder}/<case>.json with {{\"sequence\": ...}}, or a name token "
+                               f"({', '.join(SEQUENCE_TOKENS)})")
     return {case: sequence or UNKNOWN for case, sequence in sequences.items()}
 
 
@@ -60,18 +58,21 @@ def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
     """Sub-domains best first: the user's order, else by mean pseudo-label uncertainty (finite u only)."""
     present = sorted(set(sequences.values()))
     if order:
+        repeated = sorted({sequence for sequence in order if order.count(sequence) > 1})
+        if repeated:
+            raise PseudoLabelError(f"sub-domain(s) {repeated} appear more than once in --order {order}")
         empty = [sequence for sequence in order if sequence not in present]
         if empty:
-            raise ValueError(f"sub-domain(s) {empty} of --order have no cases (sequences present: {present})")
+            raise PseudoLabelError(f"sub-domain(s) {empty} of --order have no cases (sequences present: {present})")
         unordered = [sequence for sequence in present if sequence not in order]
         if unordered:
-            raise ValueError(f"sub-domain(s) {unordered} are missing from --order {order}")
+            raise PseudoLabelError(f"sub-domain(s) {unordered} are missing from --order {order}")
         return list(order)
     if len(present) == 1:
         return present
     if uncertainty is None:
-        raise ValueError(f"{len(present)} sub-domains {present}: give their order (--order, best first) or the "
-                         f"uncertainty CSV of nnUNetv2_uda_filter_pseudolabels (--uncertainty_csv)")
+        raise PseudoLabelError(f"{len(present)} sub-domains {present}: give their order (--order, best first) or the "
+                               f"uncertainty CSV of nnUNetv2_uda_filter_pseudolabels (--uncertainty_csv)")
 
     def mean_u(sequence: str) -> float:
         values = [uncertainty[case] for case, s in sequences.items() if s == sequence and case in uncertainty]
@@ -80,5 +81,5 @@ def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
 
     missing = sorted(case for case in sequences if case not in uncertainty)
     if missing:
-        raise ValueError(f"case(s) {missing} are not in the uncertainty CSV")
+        raise PseudoLabelError(f"case(s) {missing} are not in the --uncertainty_csv")
     return sorted(present, key=lambda sequence: (mean_u(sequence), sequence))

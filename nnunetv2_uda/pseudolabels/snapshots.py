@@ -16,7 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nnunetv2_uda.pseudolabels.label_io import write_text_atomically
+from nnunetv2_uda.atomic_files import write_json_atomically
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError
 
 SNAPSHOT_SUBFOLDER = "pseudolabel_snapshots"
 RECORD_FILE = "snapshots.json"
@@ -36,18 +37,20 @@ class SnapshotRecord:
     dataset_json: dict = field(default_factory=dict)
 
     def save(self, snapshot_folder: Path) -> None:
-        write_text_atomically(json.dumps(asdict(self), indent=2), Path(snapshot_folder) / RECORD_FILE)
+        write_json_atomically(asdict(self), Path(snapshot_folder) / RECORD_FILE)
 
 
 def resolve_snapshot_folder(folder: Path) -> Path:
     """Accepts the snapshot folder itself or the fold folder that holds it."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise PseudoLabelError(f"snapshot folder {folder} does not exist")
     if (folder / RECORD_FILE).is_file():
         return folder
     if (folder / SNAPSHOT_SUBFOLDER / RECORD_FILE).is_file():
         return folder / SNAPSHOT_SUBFOLDER
-    raise FileNotFoundError(f"no {RECORD_FILE} in {folder} (nor in {folder / SNAPSHOT_SUBFOLDER}): give the "
-                            f"'{SNAPSHOT_SUBFOLDER}' folder written by nnUNetTrainerUDAPseudoLabel")
+    raise PseudoLabelError(f"no {RECORD_FILE} in {folder} (nor in {folder / SNAPSHOT_SUBFOLDER}): give the "
+                           f"'{SNAPSHOT_SUBFOLDER}' folder written by nnUNetTrainerUDAPseudoLabel")
 
 
 def load_record(snapshot_folder: Path) -> SnapshotRecord:
@@ -58,7 +61,7 @@ def load_record(snapshot_folder: Path) -> SnapshotRecord:
                               complete=[int(e) for e in content.get("complete", [])],
                               dataset_json=content.get("dataset_json", {}))
     except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path} is not a snapshot record ({error!r})") from error
+        raise PseudoLabelError(f"{path} is not a snapshot record ({error!r})") from error
 
 
 def resume_record(previous: SnapshotRecord | None, fresh: SnapshotRecord, current_epoch: int) -> SnapshotRecord:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from tqdm import tqdm
 
+from nnunetv2_uda.atomic_files import folder_built_atomically
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files
 from nnunetv2_uda.pseudolabels.snapshots import (
     DATASET_JSON_KEY,
@@ -88,7 +88,8 @@ class nnUNetTrainerUDAPseudoLabel(nnUNetTrainerUDASmall):
         return resume_record(previous, fresh, self.current_epoch)
 
     def take_snapshot(self, epoch: int) -> None:
-        """Predicts all target images with the current weights into ``epoch_<EEEE>`` (written aside, then renamed)."""
+        """Predicts all target images with the current weights into ``epoch_<EEEE>``, built in a hidden staging folder
+        and swapped in when complete (:func:`nnunetv2_uda.atomic_files.folder_built_atomically`)."""
         network = self.plain_network()
         weights = network.state_dict()
         predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
@@ -97,25 +98,20 @@ class nnUNetTrainerUDAPseudoLabel(nnUNetTrainerUDASmall):
         predictor.manual_initialization(network, self.plans_manager, self.configuration_manager, [weights],
                                         self.dataset_json, type(self).__name__, None)
         final = self.snapshot_folder / snapshot_folder_name(epoch)
-        partial = self.snapshot_folder / f".{final.name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
+        record = self.snapshot_record
+        record.complete = [e for e in record.complete if e != epoch]
+        record.save(self.snapshot_folder)  # unlisted before its folder is replaced
         self.set_deep_supervision_enabled(False)
         network.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), folder_built_atomically(final, replace=True) as staging:
                 cases = self._target_cases()
                 for case, channel_files in tqdm(cases.items(), desc=f"pseudo-label snapshot epoch {epoch}"):
-                    predictor.predict_from_files_sequential([channel_files], [str(partial / case)],
+                    predictor.predict_from_files_sequential([channel_files], [str(staging / case)],
                                                             save_probabilities=False, overwrite=True)
         finally:
             self.set_deep_supervision_enabled(self.enable_deep_supervision)
             network.train()
-        record = self.snapshot_record
-        record.complete = [e for e in record.complete if e != epoch]
-        record.save(self.snapshot_folder)
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
         record.complete = sorted([*record.complete, epoch])
         record.save(self.snapshot_folder)
         self.print_to_log_file(f"pseudo-label snapshot of epoch {epoch} written to {final}")
