@@ -124,14 +124,13 @@ def verify_voxels(path: str | os.PathLike) -> np.ndarray | None:
     return np.ascontiguousarray(bad.reshape(bad.shape[:3] + (-1,)).any(axis=3).transpose(2, 1, 0))
 
 
-def replace_nonfinite(image: sitk.Image, bad: np.ndarray, path: str | os.PathLike, allow_nonfinite: bool) -> sitk.Image:
-    """An error naming the file, or (allowed) the image with the ``bad`` voxels set to its lowest finite value,
-    said on stderr."""
+def fill_nonfinite(array: np.ndarray, bad: np.ndarray, path: str | os.PathLike, allow_nonfinite: bool) -> np.ndarray:
+    """An error naming the file, or (allowed) ``array`` (z, y, x[, components], as ITK reads it) with the ``bad``
+    voxels (from :func:`verify_voxels`) set to its lowest finite value, in place, said on stderr."""
     count = int(bad.sum())
     if not allow_nonfinite:
         raise ImageFileError(f"{path}: {count} voxel(s) are NaN or infinite; fix the file, or pass "
                              f"{ALLOW_NONFINITE_FLAG} to replace them by the image's lowest finite value")
-    array = sitk.GetArrayFromImage(image)
     if array.shape[:3] != bad.shape:
         raise ImageFileError(f"{path}: NaN or infinite voxels in an image of unexpected layout {array.shape}")
     finite = array[~bad]
@@ -139,6 +138,13 @@ def replace_nonfinite(image: sitk.Image, bad: np.ndarray, path: str | os.PathLik
     array[bad] = fill
     print(f"warning: {path}: {count} NaN or infinite voxel(s) replaced by {fill:g} ({ALLOW_NONFINITE_FLAG})",
           file=sys.stderr)
+    return array
+
+
+def replace_nonfinite(image: sitk.Image, bad: np.ndarray, path: str | os.PathLike, allow_nonfinite: bool) -> sitk.Image:
+    """An error naming the file, or (allowed) the image with the ``bad`` voxels set to its lowest finite value,
+    said on stderr."""
+    array = fill_nonfinite(sitk.GetArrayFromImage(image), bad, path, allow_nonfinite)
     fixed = sitk.GetImageFromArray(array, isVector=image.GetNumberOfComponentsPerPixel() > 1)
     fixed.CopyInformation(image)
     return fixed

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nnunetv2_uda.evaluation.profiling import format_efficiency_table, group_cases, profile_folder
+from nnunetv2_uda.evaluation.profiling import ProfileError, format_efficiency_table, group_cases, profile_folder
 
 COPY = "import shutil, pathlib, sys; [shutil.copy(f, sys.argv[2]) for f in pathlib.Path(sys.argv[1]).iterdir()]"
 ALLOCATE = "import time; touched = b'1' * (150 * 2**20); time.sleep(0.5); " + COPY
@@ -20,6 +20,7 @@ def input_folder(tmp_path):
         for channel in ("0000", "0001"):
             (folder / f"{case}_{channel}.nii.gz").write_bytes(b"x")
     (folder / "notes.txt").write_text("ignored")
+    (folder / ".d_0000.nii.gz").write_bytes(b"x")  # hidden: an editor's or a killed writer's file, never a case
     return folder
 
 
@@ -72,7 +73,7 @@ def test_failing_case_is_recorded_and_others_run(input_folder, tmp_path):
 
 
 def test_command_needs_input_placeholder(input_folder, tmp_path):
-    with pytest.raises(ValueError, match="input"):
+    with pytest.raises(ProfileError, match="input"):
         profile_folder(input_folder, tmp_path / "out", ["true"], progress=False)
 
 
@@ -110,3 +111,26 @@ def test_cli(input_folder, tmp_path, run_command):
         text=True,
     )
     assert failing.returncode == 1 and "FAILED cases" in failing.stderr
+
+
+def run_profile(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnUNetv2_uda_profile", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("options, named", [
+    (["--interval", "0"], "argument --interval: must be a positive number, got '0'"),
+    (["--interval", "nan"], "argument --interval: must be a positive number, got 'nan'"),
+])
+def test_nonsense_numbers_are_refused_at_parsing(input_folder, tmp_path, options, named):
+    result = run_profile(input_folder, tmp_path / "out", *options, "--", sys.executable, "-c", COPY, "{input}")
+    assert result.returncode == 2 and named in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
+    for args, named, code in [((tmp_path / "absent", tmp_path / "out", "--", "true", "{input}"), "absent", 1),
+                              ((input_folder, tmp_path / "out", "--", "true"), "{input} placeholder", 2)]:
+        result = run_profile(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == code and len(lines) == 1 and named in lines[0], result.stderr
+        assert lines[0].startswith("nnUNetv2_uda_profile: error: ")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS, FLARE_ORGANS
+from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.phantoms import make_ct_case, make_mri_case, make_phantom_datasets, mri_case_name
+from nnunetv2_uda.phantoms.datasets import PhantomArgumentError
 
 TINY = (32, 64, 64)
 SEED = 7
@@ -167,7 +171,7 @@ def test_sequences_differ_in_organ_contrast_order():
 ])
 def test_impossible_arguments_fail_before_writing(tmp_path, kwargs, message):
     target = tmp_path / "out"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(PhantomArgumentError, match=message):
         make_phantom_datasets(target, **{"num_ct": 1, "num_mri": 1, "shape": TINY, **kwargs})
     assert not target.exists()
 
@@ -176,17 +180,31 @@ def test_existing_dataset_is_refused_unless_overwrite(tmp_path):
     make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, seed=1)
     marker = tmp_path / "Dataset991_PhantomCT" / "user_file.txt"
     marker.write_text("keep me")
-    with pytest.raises(FileExistsError, match="Dataset991_PhantomCT"):
+    with pytest.raises(OutputFolderError, match="Dataset991_PhantomCT exists and is not empty.*--overwrite"):
         make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, seed=1)
     assert marker.exists()
     (tmp_path / "Dataset993_Other").mkdir()
-    with pytest.raises(FileExistsError, match="993"):
+    with pytest.raises(PhantomArgumentError, match="Dataset993_Other already uses dataset id 993"):
         make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, mri_dataset_id=993, overwrite=True)
     assert marker.exists()
     make_phantom_datasets(tmp_path, num_ct=2, num_mri=1, shape=TINY, seed=1, overwrite=True)
     assert not marker.exists()
     assert len(list((tmp_path / "Dataset991_PhantomCT" / "labelsTr").iterdir())) == 2
-    assert not [p for p in tmp_path.iterdir() if "incomplete" in p.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset991_PhantomCT", "Dataset992_PhantomMRI",
+                                                          "Dataset993_Other", "phantoms_991_992.png"]
+
+
+def test_an_existing_contact_sheet_is_refused_unless_overwrite(tmp_path):
+    sheet = tmp_path / "phantoms_991_992.png"
+    sheet.write_text("a user's file of that name")
+    with pytest.raises(OutputFolderError, match="phantoms_991_992.png already exists.*--overwrite"):
+        make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["phantoms_991_992.png"]
+    assert sheet.read_text() == "a user's file of that name"
+
+
+def run_make_phantoms(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnUNetv2_uda_make_phantoms", *map(str, args)], capture_output=True, text=True, env=env)
 
 
 def test_command_line(tmp_path, nnunet_env, run_command):
@@ -194,6 +212,49 @@ def test_command_line(tmp_path, nnunet_env, run_command):
                           "16", "48", "48", "--seed", "3", "--ct_id", "501", "--mri_id", "502"])
     assert "Dataset501_PhantomCT" in result.stdout
     assert len(list((tmp_path / "Dataset502_PhantomMRI" / "labelsEval").iterdir())) == 2
-    impossible = subprocess.run(["nnUNetv2_uda_make_phantoms", str(tmp_path / "new"), "--shape", "2", "8", "8"],
-                                capture_output=True, text=True, env=nnunet_env)
-    assert impossible.returncode != 0 and "shape" in impossible.stderr and not (tmp_path / "new").exists()
+    for args, named in [((tmp_path / "new", "--shape", "2", "8", "8"), "shape (2, 8, 8) is impossible"),
+                        ((tmp_path, "--num_ct", "1", "--num_mri", "2", "--shape", "16", "48", "48", "--ct_id", "501",
+                          "--mri_id", "502"), "Dataset501_PhantomCT exists and is not empty")]:
+        refused = run_make_phantoms(*args, env=nnunet_env)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 2 and len(lines) == 1 and named in lines[0], refused.stderr
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--num_ct", "0"], "argument --num_ct: must be a positive integer, got '0'"),
+    (["--shape", "0", "64", "64"], "argument --shape: must be a positive integer, got '0'"),
+    (["--ct_id", "-1"], "argument --ct_id: must be a positive integer, got '-1'"),
+    (["--mri_id", "1000"], "argument --mri_id: must be an nnU-Net dataset id from 1 to 999, got '1000'"),
+])
+def test_nonsense_numbers_are_refused_at_parsing(tmp_path, nnunet_env, args, message):
+    result = run_make_phantoms(tmp_path / "out", *args, env=nnunet_env)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_killed_overwrite_leaves_the_old_datasets_and_nothing_else(tmp_path, nnunet_env):
+    """SIGTERM while the MRI dataset is being written: the old CT and MRI datasets stay as they were (a pair of one
+    seed), no staging folder is left, and nothing else in the output folder is touched."""
+    make_phantom_datasets(tmp_path, num_ct=1, num_mri=1, shape=TINY, seed=1)
+    user_files = [tmp_path / "Dataset991_PhantomCT" / "user_file.txt", tmp_path / "Dataset500_Mine" / "notes.txt"]
+    for file in user_files:
+        file.parent.mkdir(exist_ok=True)
+        file.write_text("keep me")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    process = subprocess.Popen(["nnUNetv2_uda_make_phantoms", str(tmp_path), "--overwrite", "--seed", "2", "--num_ct",
+                                "1", "--num_mri", "200", "--shape", *map(str, TINY)], env=nnunet_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.is_file() for p in tmp_path.glob(".*Dataset992_PhantomMRI*/imagesTr/*")):
+            assert process.poll() is None and time.monotonic() < deadline, "the MRI dataset was never begun"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, stderr
+    assert all(file.read_text() == "keep me" for file in user_files)
+    assert "seed 1" in json.loads((tmp_path / "Dataset991_PhantomCT" / "dataset.json").read_text())["description"]

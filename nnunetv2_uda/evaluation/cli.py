@@ -5,11 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nnunetv2_uda.evaluation.evaluate import BOXPLOT_PNG, METRICS_CSV, SUMMARY_JSON, evaluate_folder
+from nnunetv2_uda.command_line import command, positive_float, positive_int
+from nnunetv2_uda.evaluation.evaluate import (
+    BOXPLOT_PNG,
+    COMMON_SUBSET_FLAG,
+    METRICS_CSV,
+    SUMMARY_JSON,
+    evaluate_folder,
+)
 from nnunetv2_uda.evaluation.flare_rules import FLARE_NSD_TOLERANCES_MM
 from nnunetv2_uda.evaluation.profiling import PROFILE_CSV, SAMPLING_INTERVAL_S, format_efficiency_table, profile_folder
 
 
+@command
 def evaluate_entry(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Score predictions against ground truth with FLARE 2024's DSC and NSD rules (per case and "
@@ -43,7 +51,7 @@ def evaluate_entry(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--default_tolerance",
-        type=float,
+        type=positive_float,
         default=None,
         help="NSD tolerance (mm) for organs without a FLARE tolerance. Default: none, such organs "
         f"are an error. FLARE tolerances: {FLARE_NSD_TOLERANCES_MM}",
@@ -54,33 +62,37 @@ def evaluate_entry(argv: list[str] | None = None) -> None:
         help="also score organs that no ground-truth case contains (declared but not annotated); "
         "by default they are left out and listed",
     )
-    parser.add_argument("-np", "--num_processes", type=int, default=2, help="cases scored in parallel. Default: 2")
+    parser.add_argument(
+        COMMON_SUBSET_FLAG,
+        action="store_true",
+        help="score only the cases with both a prediction and a ground truth, and say so in the output and "
+        f"{SUMMARY_JSON}. By default prediction and ground-truth case lists that differ are an error listing the "
+        "cases",
+    )
+    parser.add_argument("-np", "--num_processes", type=positive_int, default=2,
+                        help="cases scored in parallel. Default: 2")
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--disable_progress_bar", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate_folder(
-            args.pred_dir,
-            args.gt_dir,
-            args.output_folder,
-            args.pred_dataset_json,
-            args.gt_dataset_json,
-            args.organs,
-            args.default_tolerance,
-            args.keep_unannotated,
-            args.num_processes,
-            progress=not args.disable_progress_bar,
-        )
-    except ValueError as error:
-        raise SystemExit(f"nnUNetv2_uda_evaluate: error: {error}") from None
-    num_cases = len({row["case"] for row in result.rows})
-    print(f"\nScored {num_cases} cases, organs: {', '.join(result.organs)}")
-    if result.missing_predictions:
-        print(f"MISSING PREDICTIONS (scored 0): {', '.join(result.missing_predictions)}")
+    result = evaluate_folder(
+        args.pred_dir,
+        args.gt_dir,
+        args.output_folder,
+        args.pred_dataset_json,
+        args.gt_dataset_json,
+        args.organs,
+        args.default_tolerance,
+        args.keep_unannotated,
+        args.num_processes,
+        progress=not args.disable_progress_bar,
+        common_subset=args.common_subset,
+    )
+    for file, ids in result.undeclared_labels.items():
+        print(f"warning: {file}: label id(s) {', '.join(map(str, ids))} not declared in its dataset.json (scored as "
+              f"background)", file=sys.stderr)
+    print(f"\nScored {result.scope()}; organs: {', '.join(result.organs)}")
     if result.unannotated_organs:
         print(f"Left out (in no ground-truth case): {', '.join(result.unannotated_organs)}")
-    if result.predictions_without_ground_truth:
-        print(f"Predictions without ground truth (not scored): {', '.join(result.predictions_without_ground_truth)}")
     print("\nDSC and NSD, mean ± std (Table 5 form)\n")
     print(result.table5(args.markdown))
     print("\nDSC and NSD percentiles (Tables 8/9 form)\n")
@@ -88,6 +100,7 @@ def evaluate_entry(argv: list[str] | None = None) -> None:
     print(f"\nWrote {METRICS_CSV}, {SUMMARY_JSON} and {BOXPLOT_PNG} to {result.output_folder}")
 
 
+@command
 def profile_entry(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Run a prediction command once per case and record wall time, peak memory of its process tree "
@@ -104,7 +117,7 @@ def profile_entry(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", default=None, help=f"per-case CSV. Default: OUTPUT_FOLDER/{PROFILE_CSV}")
     parser.add_argument(
         "--interval",
-        type=float,
+        type=positive_float,
         default=SAMPLING_INTERVAL_S,
         help=f"memory sampling interval in s. Default: {SAMPLING_INTERVAL_S}",
     )
@@ -112,21 +125,18 @@ def profile_entry(argv: list[str] | None = None) -> None:
     parser.add_argument("--disable_progress_bar", action="store_true", help="no tqdm progress bar")
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--") if "--" in argv else len(argv)
-    args, command = parser.parse_args(argv[:split]), argv[split + 1 :]
-    if not command:
+    args, prediction_command = parser.parse_args(argv[:split]), argv[split + 1 :]
+    if not prediction_command:
         parser.error("give the prediction command after '--' (all options go before it)")
-    try:
-        profiles = profile_folder(
-            args.input_folder,
-            args.output_folder,
-            command,
-            args.file_ending,
-            args.csv,
-            args.interval,
-            progress=not args.disable_progress_bar,
-        )
-    except ValueError as error:
-        raise SystemExit(f"nnUNetv2_uda_profile: error: {error}") from None
+    profiles = profile_folder(
+        args.input_folder,
+        args.output_folder,
+        prediction_command,
+        args.file_ending,
+        args.csv,
+        args.interval,
+        progress=not args.disable_progress_bar,
+    )
     print("\nEfficiency per case (Table 8 form)\n")
     print(format_efficiency_table(profiles, args.markdown))
     failed = [p.case for p in profiles if p.returncode != 0]

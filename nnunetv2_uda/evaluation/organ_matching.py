@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.evaluation.flare_rules import FLARE_NSD_TOLERANCES_MM, Z_RANGE_ORGANS
+
+
+class EvaluationError(UserInputError):
+    """Predictions, ground truth or their dataset.json that cannot answer the question asked (the message names
+    the file, case or flag): nothing is scored rather than a number for another question."""
 
 
 @dataclass(frozen=True)
@@ -27,29 +33,35 @@ class OrganSpec:
 
 @dataclass(frozen=True)
 class DatasetLabels:
-    """The organ names -> label ids of a dataset.json (background left out) and its file ending."""
+    """The organ names -> label ids of a dataset.json (background left out), every id it declares (background
+    included) and its file ending."""
 
     path: Path
     labels: dict[str, int]
     file_ending: str
+    declared_ids: frozenset[int]
 
 
 def read_dataset_labels(dataset_json: str | Path) -> DatasetLabels:
     path = Path(dataset_json)
     try:
         content = json.loads(path.read_text())
-        raw_labels = content["labels"]
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read dataset.json ({error})") from error
-    except KeyError as error:
-        raise ValueError(f"{path}: dataset.json has no 'labels'") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EvaluationError(f"{path}: cannot read dataset.json ({error})") from error
+    raw_labels = content.get("labels") if isinstance(content, dict) else None
+    if not isinstance(raw_labels, dict):
+        raise EvaluationError(f"{path}: dataset.json has no 'labels' mapping of names to ids")
     labels = {}
     for name, value in raw_labels.items():
-        if not isinstance(value, int):
-            raise ValueError(f"{path}: label '{name}' is a region ({value}); only plain integer labels are scored")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise EvaluationError(f"{path}: label '{name}' is {value!r}, not an integer id (regions are not "
+                                  f"scored)")
         if value != 0:
             labels[name] = value
-    return DatasetLabels(path, labels, content.get("file_ending", ".nii.gz"))
+    file_ending = content.get("file_ending", ".nii.gz")
+    if not isinstance(file_ending, str) or not file_ending:
+        raise EvaluationError(f"{path}: 'file_ending' is {file_ending!r}, not a file ending such as '.nii.gz'")
+    return DatasetLabels(path, labels, file_ending, frozenset(raw_labels.values()))
 
 
 def find_dataset_json(folder: str | Path, search_parent: bool) -> Path:
@@ -59,7 +71,7 @@ def find_dataset_json(folder: str | Path, search_parent: bool) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ValueError(
+    raise EvaluationError(
         f"no dataset.json found for {folder} (looked at {', '.join(str(c) for c in candidates)}); "
         "pass it with --pred_dataset_json / --gt_dataset_json"
     )
@@ -80,13 +92,13 @@ def match_organs(
     if organs is not None:
         unknown = [organ for organ in organs if organ not in gt_labels]
         if unknown:
-            raise ValueError(f"organs {unknown} are not labels of the ground truth's dataset.json ({names})")
+            raise EvaluationError(f"--organs {unknown} are not labels of the ground truth's dataset.json ({names})")
         names = [name for name in names if name in organs]
     specs = []
     for name in names:
         tolerance = FLARE_NSD_TOLERANCES_MM.get(name, default_tolerance_mm)
         if tolerance is None:
-            raise ValueError(
+            raise EvaluationError(
                 f"organ '{name}' has no FLARE NSD tolerance; give --default_tolerance or leave it out with --organs"
             )
         specs.append(OrganSpec(name, gt_labels[name], pred_labels.get(name), float(tolerance), name in Z_RANGE_ORGANS))

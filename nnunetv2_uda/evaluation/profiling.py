@@ -25,12 +25,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nnunetv2_uda.atomic_files import is_hidden, written_atomically
+from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.evaluation.tables import format_percentile_table, summary_statistics
 
 SAMPLING_INTERVAL_S = 0.1
 PROFILE_CSV = "profile.csv"
 _CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_\d{4}$")
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class ProfileError(UserInputError):
+    """A prediction command or input folder that cannot be profiled."""
 
 
 @dataclass
@@ -44,10 +50,10 @@ class CaseProfile:
 
 
 def group_cases(input_folder: str | Path, file_ending: str = ".nii.gz") -> dict[str, list[Path]]:
-    """nnU-Net input files (``<case>_<XXXX><ending>``) grouped by case."""
+    """nnU-Net input files (``<case>_<XXXX><ending>``) grouped by case; hidden names are never cases."""
     cases: dict[str, list[Path]] = {}
     for path in sorted(Path(input_folder).iterdir()):
-        if path.name.endswith(file_ending):
+        if path.name.endswith(file_ending) and not is_hidden(path):
             stem = path.name[: -len(file_ending)]
             match = _CHANNEL_SUFFIX.match(stem)
             cases.setdefault(match["case"] if match else stem, []).append(path)
@@ -181,10 +187,11 @@ def profile_folder(
     A failing case is recorded with its return code and the others still run; its output is in profile_log.txt.
     """
     if not any("{input}" in part for part in command_template):
-        raise ValueError(f"the prediction command must contain an {{input}} placeholder: {' '.join(command_template)}")
+        raise ProfileError(f"the prediction command must contain an {{input}} placeholder: "
+                           f"{' '.join(command_template)}")
     cases = group_cases(input_folder, file_ending)
     if not cases:
-        raise ValueError(f"no input files ending with {file_ending} in {input_folder}")
+        raise ProfileError(f"no input files ending with {file_ending} in {input_folder}")
     output_folder = Path(output_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     csv_file = Path(csv_file) if csv_file is not None else output_folder / PROFILE_CSV
@@ -210,9 +217,7 @@ def _substitute(part: str, substitutions: dict[str, str]) -> str:
 
 
 def _write_csv(profiles: Sequence[CaseProfile], csv_file: Path) -> None:
-    csv_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = csv_file.with_name(f".{csv_file.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with written_atomically(csv_file) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(CaseProfile.__dataclass_fields__))
         writer.writeheader()
         writer.writerows(
@@ -222,7 +227,6 @@ def _write_csv(profiles: Sequence[CaseProfile], csv_file: Path) -> None:
             }
             for profile in profiles
         )
-    os.replace(temporary, csv_file)
 
 
 def efficiency_statistics(profiles: Sequence[CaseProfile]) -> dict[str, dict[str, float]]:

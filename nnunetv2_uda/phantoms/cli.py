@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import argparse
 
+from nnunetv2_uda.command_line import command, non_negative_int, positive_int
 from nnunetv2_uda.phantoms.datasets import (
     DEFAULT_NUM_CT,
     DEFAULT_NUM_MRI,
     DEFAULT_SEED,
     DEFAULT_SHAPE,
+    MAX_DATASET_ID,
     make_phantom_datasets,
 )
 
 
+def dataset_id(text: str) -> int:
+    """An nnU-Net dataset id: a whole number from 1 to 999 (nnU-Net names datasets with three digits)."""
+    value = positive_int(text)
+    if value > MAX_DATASET_ID:
+        raise argparse.ArgumentTypeError(f"must be an nnU-Net dataset id from 1 to {MAX_DATASET_ID}, got '{text}'")
+    return value
+
+
+@command
 def make_phantoms_entry() -> None:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_uda_make_phantoms",
@@ -21,25 +32,24 @@ def make_phantoms_entry() -> None:
                     "imagesTr with a JSON sidecar per case, labelsEval for evaluation only), plus a PNG contact "
                     "sheet. CT case i and MRI case i show the same subject. Deterministic for a given seed.")
     parser.add_argument("output_folder", metavar="OUTPUT_FOLDER", help="where the Dataset###_Name folders go")
-    parser.add_argument("--num_ct", type=int, default=DEFAULT_NUM_CT,
+    parser.add_argument("--num_ct", type=positive_int, default=DEFAULT_NUM_CT,
                         help=f"number of labeled CT cases (default {DEFAULT_NUM_CT})")
-    parser.add_argument("--num_mri", type=int, default=DEFAULT_NUM_MRI,
+    parser.add_argument("--num_mri", type=positive_int, default=DEFAULT_NUM_MRI,
                         help=f"number of MRI cases, cycling T1, T2, DWI (default {DEFAULT_NUM_MRI})")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=list(DEFAULT_SHAPE),
+    parser.add_argument("--shape", type=positive_int, nargs=3, metavar=("Z", "Y", "X"), default=list(DEFAULT_SHAPE),
                         help="CT array shape (slices, rows, columns); MRI has half the slices, DWI half the matrix "
                              f"(default {' '.join(map(str, DEFAULT_SHAPE))}; tests use 32 64 64, the demo "
                              "64 192 192)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    parser.add_argument("--ct_id", type=int, default=991, help="dataset id of the CT dataset (default 991)")
-    parser.add_argument("--mri_id", type=int, default=992, help="dataset id of the MRI dataset (default 992)")
+    parser.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
+                        help=f"random seed (default {DEFAULT_SEED})")
+    parser.add_argument("--ct_id", type=dataset_id, default=991, help="dataset id of the CT dataset (default 991)")
+    parser.add_argument("--mri_id", type=dataset_id, default=992, help="dataset id of the MRI dataset (default 992)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing phantom dataset folders of the same names (default: refuse)")
+                        help="replace existing phantom dataset folders of the same names, once the new ones are "
+                             "complete (default: refuse)")
     args = parser.parse_args()
-    try:
-        result = make_phantom_datasets(args.output_folder, num_ct=args.num_ct, num_mri=args.num_mri,
-                                       shape=tuple(args.shape), seed=args.seed, ct_dataset_id=args.ct_id,
-                                       mri_dataset_id=args.mri_id, overwrite=args.overwrite)
-    except (ValueError, FileExistsError) as error:
-        parser.error(str(error))
+    result = make_phantom_datasets(args.output_folder, num_ct=args.num_ct, num_mri=args.num_mri,
+                                   shape=tuple(args.shape), seed=args.seed, ct_dataset_id=args.ct_id,
+                                   mri_dataset_id=args.mri_id, overwrite=args.overwrite)
     print(f"CT dataset:    {result.ct_folder}\nMRI dataset:   {result.mri_folder}\n"
           f"contact sheet: {result.contact_sheet}")

@@ -3,15 +3,15 @@
 ``DatasetXXX_PhantomCT`` (labeled source domain: imagesTr, labelsTr) and ``DatasetYYY_PhantomMRI`` (unlabeled
 target domain: imagesTr with a JSON sidecar per case naming its sequence and subject, and labelsEval for evaluation
 only). CT case ``i`` and MRI case ``i`` image the same subject ``i``, so anatomy is shared and only the appearance
-differs. Each dataset is built in a hidden temporary folder and renamed when complete, so a folder with the final
-name is always a finished dataset.
+differs. Both datasets are built in hidden staging folders beside their final names and renamed only when both are
+complete, so a folder with a final name is always a finished dataset, and an existing one is replaced (only with
+``overwrite``) only by a finished one. Nothing else in the output folder is touched.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,10 @@ import SimpleITK as sitk
 from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
 from tqdm import tqdm
 
+from nnunetv2_uda.atomic_files import folder_built_atomically
+from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.flare_labels import FLARE_LABELS
+from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 from nnunetv2_uda.phantoms.anatomy import sample_subject
 from nnunetv2_uda.phantoms.contact_sheet import write_contact_sheet
 from nnunetv2_uda.phantoms.geometry import Grid
@@ -36,6 +39,11 @@ MIN_SHAPE = (8, 32, 32)
 MAX_EDGE = 1024
 MAX_VOXELS = 128 * 512 * 512
 MAX_CASES = 9999
+MAX_DATASET_ID = 999
+
+
+class PhantomArgumentError(UserInputError):
+    """Arguments that cannot make a phantom problem, or a dataset id that another dataset already uses."""
 
 
 @dataclass(frozen=True)
@@ -72,37 +80,36 @@ def _check_arguments(output_folder: Path, num_ct: int, num_mri: int, shape: tupl
                      ct_dataset_id: int, mri_dataset_id: int) -> tuple[int, int, int]:
     for name, value in (("num_ct", num_ct), ("num_mri", num_mri)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_CASES:
-            raise ValueError(f"{name} must be a whole number from 1 to {MAX_CASES}, got {value!r}")
+            raise PhantomArgumentError(f"{name} must be a whole number from 1 to {MAX_CASES}, got {value!r}")
     if len(shape) != 3 or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) for n in shape):
-        raise ValueError(f"shape must be three whole numbers (Z, Y, X), got {tuple(shape)!r}")
+        raise PhantomArgumentError(f"shape must be three whole numbers (Z, Y, X), got {tuple(shape)!r}")
     if any(n < low for n, low in zip(shape, MIN_SHAPE, strict=True)) or max(shape) > MAX_EDGE:
-        raise ValueError(f"shape {tuple(shape)} is impossible: need Z >= {MIN_SHAPE[0]}, Y and X >= {MIN_SHAPE[1]} "
-                         f"(MRI halves the slices and DWI the matrix) and every edge <= {MAX_EDGE}")
+        raise PhantomArgumentError(f"shape {tuple(shape)} is impossible: need Z >= {MIN_SHAPE[0]}, Y and X >= "
+                                   f"{MIN_SHAPE[1]} (MRI halves the slices and DWI the matrix) and every edge <= "
+                                   f"{MAX_EDGE}")
     if int(np.prod(shape)) > MAX_VOXELS:
-        raise ValueError(f"shape {tuple(shape)} has {int(np.prod(shape))} voxels, more than the {MAX_VOXELS} "
-                         "a phantom may have")
+        raise PhantomArgumentError(f"shape {tuple(shape)} has {int(np.prod(shape))} voxels, more than the "
+                                   f"{MAX_VOXELS} a phantom may have")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+        raise PhantomArgumentError(f"seed must be a whole number >= 0, got {seed!r}")
     for name, value in (("ct_dataset_id", ct_dataset_id), ("mri_dataset_id", mri_dataset_id)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= 999:
-            raise ValueError(f"{name} must be an nnU-Net dataset id from 1 to 999, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_DATASET_ID:
+            raise PhantomArgumentError(f"{name} must be an nnU-Net dataset id from 1 to {MAX_DATASET_ID}, got "
+                                       f"{value!r}")
     if ct_dataset_id == mri_dataset_id:
-        raise ValueError(f"ct_dataset_id and mri_dataset_id must differ, both are {ct_dataset_id}")
+        raise PhantomArgumentError(f"ct_dataset_id and mri_dataset_id must differ, both are {ct_dataset_id}")
     if output_folder.exists() and not output_folder.is_dir():
-        raise ValueError(f"output folder {output_folder} exists and is not a folder")
+        raise PhantomArgumentError(f"output folder {output_folder} exists and is not a folder")
     return tuple(int(n) for n in shape)
 
 
-def _check_target(output_folder: Path, dataset_id: int, name: str, overwrite: bool) -> None:
+def _check_target(output_folder: Path, dataset_id: int, name: str, overwrite: bool) -> Path:
     """Refuses an existing dataset folder (unless ``overwrite``) and any other folder claiming the same id."""
-    if not output_folder.is_dir():
-        return
-    for existing in output_folder.glob(f"Dataset{dataset_id:03d}_*"):
+    for existing in sorted(output_folder.glob(f"Dataset{dataset_id:03d}_*")) if output_folder.is_dir() else []:
         if existing.name != name:
-            raise FileExistsError(f"{existing} already uses dataset id {dataset_id}; nnU-Net could not tell it from "
-                                  f"{name}. Choose another id (--ct_id/--mri_id) or remove it")
-        if not overwrite:
-            raise FileExistsError(f"{existing} already exists; pass overwrite=True (--overwrite) to replace it")
+            raise PhantomArgumentError(f"{existing} already uses dataset id {dataset_id}; nnU-Net could not tell it "
+                                       f"from {name}. Choose another id (--ct_id/--mri_id)")
+    return check_output_folder(output_folder / name, overwrite=overwrite)
 
 
 def _write_image(array: np.ndarray, grid: Grid, path: Path) -> None:
@@ -111,23 +118,6 @@ def _write_image(array: np.ndarray, grid: Grid, path: Path) -> None:
     image.SetOrigin(tuple(float(o) for o in grid.origin[::-1]))
     image.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     sitk.WriteImage(image, str(path), useCompression=True)
-
-
-def _build(output_folder: Path, name: str, write_cases) -> Path:
-    """Runs ``write_cases(temporary_folder)`` and renames the folder to ``name`` once it succeeded."""
-    final = output_folder / name
-    temporary = output_folder / f".{name}.incomplete{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
-    try:
-        write_cases(temporary)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    return final
 
 
 def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAULT_NUM_CT,
@@ -139,9 +129,12 @@ def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAUL
     output_folder = Path(output_folder)
     shape = _check_arguments(output_folder, num_ct, num_mri, tuple(shape), seed, ct_dataset_id, mri_dataset_id)
     ct_name, mri_name = f"Dataset{ct_dataset_id:03d}_PhantomCT", f"Dataset{mri_dataset_id:03d}_PhantomMRI"
-    _check_target(output_folder, ct_dataset_id, ct_name, overwrite)
-    _check_target(output_folder, mri_dataset_id, mri_name, overwrite)
-    output_folder.mkdir(parents=True, exist_ok=True)
+    ct_folder = _check_target(output_folder, ct_dataset_id, ct_name, overwrite)
+    mri_folder = _check_target(output_folder, mri_dataset_id, mri_name, overwrite)
+    sheet = output_folder / f"phantoms_{ct_dataset_id:03d}_{mri_dataset_id:03d}.png"
+    if sheet.exists() and not overwrite:
+        raise OutputFolderError(f"contact sheet {sheet} already exists; choose another output folder, or pass "
+                                f"--overwrite to replace it")
     examples: dict[str, Scan] = {}
 
     def write_ct(folder: Path) -> None:
@@ -174,8 +167,10 @@ def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAUL
                                           f"{seed}; unlabeled target domain. labelsEval is for evaluation only, "
                                           "never for training.")
 
-    ct_folder = _build(output_folder, ct_name, write_ct)
-    mri_folder = _build(output_folder, mri_name, write_mri)
-    rows = [(key, examples[key]) for key in ("CT", *SEQUENCES) if key in examples]
-    sheet = write_contact_sheet(rows, output_folder / f"phantoms_{ct_dataset_id:03d}_{mri_dataset_id:03d}.png")
+    with folder_built_atomically(ct_folder, replace=True) as ct_staging, \
+            folder_built_atomically(mri_folder, replace=True) as mri_staging:
+        write_ct(ct_staging)
+        write_mri(mri_staging)
+        rows = [(key, examples[key]) for key in ("CT", *SEQUENCES) if key in examples]
+        write_contact_sheet(rows, sheet)
     return PhantomDatasets(ct_folder, mri_folder, sheet)

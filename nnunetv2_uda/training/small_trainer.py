@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 
-from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE, load_segmentation_heads
+from nnunetv2_uda.training.warm_start import (
+    PRETRAINED_HEADS_VARIABLE,
+    load_segmentation_heads,
+    refuse_unsafe_pretrained_weights,
+)
 
 
 class nnUNetTrainerUDASmall(nnUNetTrainer):
@@ -35,6 +40,11 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
             super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
         self.inference_allowed_mirroring_axes = None
         return rotation, dummy_2d, initial_patch_size, mirror_axes
+
+    def initialize(self):
+        if not self.was_initialized:  # nnUNetv2_train -pretrained_weights calls this right before its unsafe load
+            refuse_unsafe_pretrained_weights(sys.argv[1:])
+        super().initialize()
 
     def on_train_start(self):
         super().on_train_start()
