@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-from nnunetv2_uda.pipeline.datasets import nnunet_folders
+from nnunetv2_uda.pipeline.datasets import OWNER_KEY, nnunet_folders
 from nnunetv2_uda.pipeline.manifest import Manifest
 
 pytestmark = pytest.mark.slow
@@ -72,6 +75,24 @@ def status_lines(output: str) -> dict[str, str]:
             step, status = line.split("] ", 2)[2].split(": ", 1)
             lines[step] = status
     return lines
+
+
+def final_network_is_usable_as_the_report_says(report: str, root: Path, env: dict, run_command) -> None:
+    """nnU-Net's export of the network the report names, installed into fresh nnU-Net folders, segments new MRI with
+    the report's nnUNetv2_predict_fast command as written (issue #24)."""
+    assert "Dataset705_UDAFinalASITMDM" in report.split("## The final network")[1]
+    export = re.search(r"`(nnUNetv2_export_model_to_zip [^`]+)`", report).group(1)
+    run_command(shlex.split(export.replace("model.zip", str(root / "model.zip"))))
+    elsewhere = {**env, "nnUNet_results": str(root / "elsewhere_results")}
+    run_command(["nnUNetv2_install_pretrained_model_from_zip", root / "model.zip"], env=elsewhere)
+    new_mri = root / "new_mri"
+    new_mri.mkdir()
+    case = sorted((root / "inputs" / "Dataset992_PhantomMRI" / "imagesTr").glob("*_0000.nii.gz"))[0]
+    shutil.copy(case, new_mri / case.name)
+    (predict,) = [line for line in report.splitlines() if line.startswith("nnUNetv2_predict_fast ")]
+    run_command(shlex.split(predict.replace("NEW_MRI_FOLDER", str(new_mri))
+                            .replace("SEGMENTATION_FOLDER", str(root / "segmented"))), env=elsewhere)
+    assert (root / "segmented" / case.name.replace("_0000.nii.gz", ".nii.gz")).is_file()
 
 
 def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_path):
@@ -132,6 +153,11 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
         values = set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(label_file)))).tolist())
         assert values == {0, 1, 2}, (label_file, values)
     assert json.loads((tmp_path / "out" / "pseudolabels" / "asit" / "dataset.json").read_text())["labels"] == chosen
+    owner = {"output_folder": str((tmp_path / "out").resolve()),
+             "run_id": json.loads(manifest_file.read_text())["run_id"]}
+    for dataset in ("Dataset700_UDASourceCT", "Dataset701_UDAFakeMRIASIT", "Dataset703_UDASelfTrainASITMDM",
+                    "Dataset704_UDAFilteredASITMDM", "Dataset705_UDAFinalASITMDM"):  # every dataset names its run
+        assert json.loads((raw / dataset / "dataset.json").read_text())[OWNER_KEY] == owner, dataset
     for warm_started in ("selftrain_asit_mdm", "final_asit_mdm"):  # nnU-Net's -pretrained_weights drops the heads
         log_text = (tmp_path / "out" / "logs" / f"{warm_started}.log").read_text()
         assert "-pretrained_weights" in log_text and "segmentation head weights loaded from" in log_text
@@ -145,6 +171,7 @@ def test_pipeline_end_to_end_with_kill_and_resume(nnunet_env, run_command, tmp_p
         assert expected in report, expected
     for link in [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
         assert (tmp_path / "out" / link).is_file(), link
+    final_network_is_usable_as_the_report_says(report, tmp_path, nnunet_env, run_command)
 
     # 3. a changed setting reruns its step and those after it, and says so: first --check, which records nothing
     config_file.write_text(yaml.safe_dump(tiny_config(tmp_path, final_epochs=2)))

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,21 +18,37 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
+from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.flare_labels import FLARE_LABELS
+from nnunetv2_uda.images import ImageFileError
+from nnunetv2_uda.output_folders import OutputFolderError
+from nnunetv2_uda.pipeline.commands import StageCommandError, run_logged
 from nnunetv2_uda.pipeline.config import ConfigError, check_inputs, config_from_dict, load_config
 from nnunetv2_uda.pipeline.datasets import (
-    check_dataset_id_free,
+    OWNER_KEY,
+    DatasetOwnershipError,
+    PipelineInputError,
+    check_datasets_owned,
     check_label_names,
     dataset_name,
     labeled_cases,
+    link_or_copy,
     mri_sequences,
     nnunet_folders,
+    reserve_dataset_ids,
+    run_owner,
     select_organs,
     write_raw_dataset,
 )
-from nnunetv2_uda.pipeline.manifest import FINGERPRINT_BLOCK_BYTES, Manifest, file_fingerprint, folder_fingerprint
+from nnunetv2_uda.pipeline.manifest import (
+    FINGERPRINT_BLOCK_BYTES,
+    Manifest,
+    ManifestError,
+    file_fingerprint,
+    folder_fingerprint,
+)
 from nnunetv2_uda.pipeline.report import table7
-from nnunetv2_uda.pipeline.runner import RunResult, plan_run, rerun_reason, run_worker_parts
+from nnunetv2_uda.pipeline.runner import RunResult, plan_run, prepare, rerun_reason, run_worker_parts
 from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, parts_folder, row_plan
 
 
@@ -60,7 +80,7 @@ def test_defaults_and_yaml_relative_paths(tmp_path):
     assert config.ct_dataset == tmp_path / "ct" and config.output_folder == tmp_path / "out"
     assert config.rows == ["only_ct", "asit"]
     assert config.source_training.epochs == 3 and config.source_training.iterations_per_epoch == 250
-    assert config.configuration == "2d" and config.dataset_id_base == 600 and config.self_training.keep_fraction == 0.5
+    assert config.configuration == "2d" and config.dataset_id_base is None and config.self_training.keep_fraction == 0.5
 
 
 def test_every_problem_is_listed(tmp_path):
@@ -106,7 +126,7 @@ def test_run_command_rejects_bad_config_before_work(tmp_path):
 def test_label_names_must_agree(tmp_path):
     ct = write_dataset(tmp_path / "ct", FLARE_LABELS, ["a"])
     mri = write_dataset(tmp_path / "mri", {**FLARE_LABELS, "liver": 3, "spleen": 1}, ["b"], with_labels=False)
-    with pytest.raises(ValueError, match="disagree"):
+    with pytest.raises(PipelineInputError, match="disagree"):
         check_label_names(ct, mri)
     (mri / "dataset.json").write_text(json.dumps({"labels": FLARE_LABELS}))
     assert check_label_names(ct, mri) == FLARE_LABELS
@@ -117,23 +137,42 @@ def test_sequences_from_sidecars(tmp_path):
                         sequences={"x1": "T1", "x2": "T2"})
     assert mri_sequences(mri / "imagesTr") == {"x1": "T1", "x2": "T2"}
     (mri / "imagesTr" / "x2.json").unlink()
-    with pytest.raises(ValueError, match="no sequence tag"):
+    with pytest.raises(PipelineInputError, match="no sequence tag"):
         mri_sequences(mri / "imagesTr")
 
 
 def test_nnunet_folders_required(monkeypatch):
     monkeypatch.delenv("nnUNet_results", raising=False)
-    with pytest.raises(OSError, match="nnUNet_results"):
+    with pytest.raises(PipelineInputError, match="nnUNet_results"):
         nnunet_folders()
 
 
 def test_dataset_ids_and_conflicts(tmp_path):
     dataset_id, name = dataset_name(600, "final_asit_mdm")
     assert (dataset_id, name) == (605, "Dataset605_UDAFinalASITMDM")
-    (tmp_path / "Dataset605_Other").mkdir()
-    with pytest.raises(FileExistsError, match="Dataset605_Other"):
-        check_dataset_id_free(tmp_path, dataset_id, name)
-    check_dataset_id_free(tmp_path, 606, "Dataset606_UDASelfTrainASIT")
+    folders = {variable: tmp_path / variable for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    ours, theirs = run_owner(tmp_path / "run", "ours"), run_owner(tmp_path / "other_run", "theirs")
+    check_datasets_owned(folders, [(dataset_id, name)], ours, 600)  # free
+    (folders["nnUNet_results"] / "Dataset605_Other").mkdir(parents=True)  # nnU-Net resolves ids in all three
+    with pytest.raises(DatasetOwnershipError, match="Dataset605_Other holds that id.*'dataset_id_base' \\(now 600"):
+        check_datasets_owned(folders, [(dataset_id, name)], ours, 600)
+    (folders["nnUNet_results"] / "Dataset605_Other").rmdir()
+    (folders["nnUNet_results"] / name).mkdir()
+    with pytest.raises(DatasetOwnershipError, match="exists without its raw dataset"):
+        check_datasets_owned(folders, [(dataset_id, name)], ours, 600)
+    raw = write_dataset(folders["nnUNet_raw"] / name, FLARE_LABELS, ["a"])  # the user's: no owner recorded
+    with pytest.raises(DatasetOwnershipError, match=f"{raw} belongs to no nnUNetv2_uda_run run"):
+        check_datasets_owned(folders, [(dataset_id, name)], ours, 600)
+    content = json.loads((raw / "dataset.json").read_text())
+    (raw / "dataset.json").write_text(json.dumps({**content, OWNER_KEY: theirs}))
+    with pytest.raises(DatasetOwnershipError, match=f"belongs to the nnUNetv2_uda_run run in {tmp_path / 'other_run'}"
+                                                    f" \\(run id theirs\\)"):
+        check_datasets_owned(folders, [(dataset_id, name), (606, "Dataset606_UDASelfTrainASIT")], ours, 600)
+    check_datasets_owned(folders, [(dataset_id, name)], theirs, 600)  # the owner itself
+    moved = run_owner(tmp_path / "moved_run", "theirs")  # a run folder moved elsewhere keeps its id
+    check_datasets_owned(folders, [(dataset_id, name)], moved, 600)
+    restarted = run_owner(tmp_path / "other_run", "new id")  # its manifest removed, started afresh in the same folder
+    check_datasets_owned(folders, [(dataset_id, name)], restarted, 600)
 
 
 def test_raw_dataset_assembly(tmp_path):
@@ -146,7 +185,7 @@ def test_raw_dataset_assembly(tmp_path):
     assert content["numTraining"] == 3 and content["channel_names"] == {"0": "zscore"} and content["extra"] == 1
     assert (target / "imagesTr" / "ct_c3_0000.nii.gz").read_bytes() == b"image c3"
     assert (target / "labelsTr" / "c1.nii.gz").read_bytes() == b"label c1"
-    assert not (tmp_path / "Dataset700_X.tmp").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["Dataset700_X", "ct"]  # no temporary left
     (ct / "labelsTr" / "c2.nii.gz").unlink()
     with pytest.raises(FileNotFoundError, match="c2"):
         labeled_cases(ct)
@@ -182,7 +221,7 @@ def test_manifest_records_and_fingerprints(tmp_path):
     assert reread.is_finished("plan", "h1") and not reread.is_finished("plan", "h2")
     assert reread.stages["plan"]["wall_time_s"] == 1.23
     assert reread.changed_settings("plan", {"a": 2, "b": 0}) == ["a", "b"]
-    assert not list(tmp_path.glob(".*tmp*"))
+    assert [path.name for path in tmp_path.iterdir()] == ["manifest.json"]  # no temporary left
     folder = write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1"])
     before = folder_fingerprint(folder)
     copy = Path(shutil.copytree(folder, tmp_path / "moved" / "ct"))
@@ -338,7 +377,7 @@ def test_select_organs_renumbers_in_id_order_and_names_unknown_organs():
     labels, relabel = select_organs(FLARE_LABELS, ["left kidney", "liver", "spleen", "right kidney"])
     assert labels == {"background": 0, "liver": 1, "right kidney": 2, "spleen": 3, "left kidney": 4}
     assert relabel == {1: 1, 2: 2, 3: 3, 13: 4}
-    with pytest.raises(ValueError, match=r"\['livr', 'background'\] are not organs .*liver, right kidney"):
+    with pytest.raises(PipelineInputError, match=r"\['livr', 'background'\] are not organs .*liver, right kidney"):
         select_organs(FLARE_LABELS, ["livr", "background"])
 
 
@@ -449,3 +488,272 @@ def test_check_plan_and_worker_agree_with_the_main_runs_records(tmp_path):
     result = run_worker_parts(context, steps, RunResult(["row"]))
     assert ran == [("d", planned["d"].input_hash)]  # its part only, under the hash the main run will record
     assert result.statuses == {"a": "skipped", "b": "skipped", "c": "skipped", "d": "part"}
+
+
+# ------------------------------------------------------------------ bad and hostile input (issue #23), no training
+def fake_run(tmp_path: Path, name: str = "run", **overrides) -> tuple[Path, dict[str, str]]:
+    """A config over tiny stand-in datasets (file names and dataset.json only: ``--check`` and the refusals before
+    any work read nothing else) and nnU-Net folders of its own; returns the config file and the environment."""
+    if not (tmp_path / "ct").is_dir():
+        write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1", "c2"])
+        write_dataset(tmp_path / "mri", FLARE_LABELS, ["m1", "m2"], with_labels=False,
+                      sequences={"m1": "T1", "m2": "T2"})
+    env = {**os.environ, **{variable: str(tmp_path / "nnunet" / variable)
+                            for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        Path(env[variable]).mkdir(parents=True, exist_ok=True)
+    config_file = tmp_path / f"{name}.yaml"
+    values = {"output_folder": str(tmp_path / name), "dataset_id_base": 720, "ablation": "asit_mdm_plf", **overrides}
+    config_file.write_text(yaml.safe_dump(minimal(tmp_path, **values)))
+    return config_file, env
+
+
+def run_cli(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnUNetv2_uda_run", *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, code: int = 2) -> str:
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nnUNetv2_uda_run: error: "), result.stderr
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+BAD_MANIFESTS = {
+    "a list": ("[]", "holds a list, not a mapping with 'stages'"),
+    "invalid JSON": ('{"stages": {"plan": ', "not valid JSON"),
+    "stages not a mapping": ('{"stages": ["plan"]}', "'stages' is missing or not a mapping"),
+    "no stages": ('{"run_id": "x"}', "'stages' is missing or not a mapping"),
+    "record not a mapping": ('{"stages": {"plan": "done"}}', "the record of step 'plan' is a str"),
+    "record without its keys": ('{"stages": {"plan": {"settings": {}}}}',
+                                "the record of step 'plan' lacks 'input_hash', 'finished'"),
+    "finished without outputs": ('{"stages": {"plan": {"input_hash": "h", "settings": {}, "finished": true}}}',
+                                 "the record of step 'plan' is finished without a mapping of 'outputs'"),
+    "run id not a string": ('{"run_id": 7, "stages": {}}', "'run_id' is 7"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_a_manifest_not_written_by_the_runner_is_a_named_error(case, tmp_path):
+    text, problem = BAD_MANIFESTS[case]
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError) as error:
+        Manifest(tmp_path)
+    assert str(error.value).startswith(f"{tmp_path / 'manifest.json'}: {problem}"), str(error.value)
+    assert "move this file away" in str(error.value)
+    assert (tmp_path / "manifest.json").read_text() == text  # left as it was
+
+
+def test_run_command_names_a_bad_manifest_in_one_line(tmp_path):
+    config_file, env = fake_run(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text('[{"stages": {}}]')
+    assert_one_line_error(run_cli(config_file, env=env), f"{tmp_path / 'run' / 'manifest.json'}: holds a list")
+    assert [path.name for path in (tmp_path / "run").iterdir()] == ["manifest.json"]
+
+
+def use_env(monkeypatch, env: dict[str, str]) -> None:
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(variable, env[variable])
+
+
+def test_a_second_run_with_the_same_dataset_ids_is_refused_before_any_work(tmp_path, monkeypatch):
+    first_config, env = fake_run(tmp_path, "first")
+    second_config, _ = fake_run(tmp_path, "second")
+    use_env(monkeypatch, env)
+    prepare(load_config(second_config))  # the ids are free
+    shutil.rmtree(tmp_path / "second")
+    # the first run's plan step wrote its CT copy and recorded its manifest (as the runner does, without training)
+    first = Manifest(tmp_path / "first")
+    first.save()
+    raw = Path(env["nnUNet_raw"]) / "Dataset720_UDASourceCT"
+    write_raw_dataset(raw, labeled_cases(tmp_path / "ct"), FLARE_LABELS, "zscore",
+                      {OWNER_KEY: run_owner(tmp_path / "first", first.run_id)})
+    before = tree(tmp_path / "nnunet")
+
+    for check in (["--check"], []):
+        assert_one_line_error(run_cli(second_config, *check, env=env), "dataset id 720 is not free",
+                              f"{raw} belongs to the nnUNetv2_uda_run run in {tmp_path / 'first'} "
+                              f"(run id {first.run_id})", "'dataset_id_base' (now 720")
+    assert not (tmp_path / "second").exists()  # refused before anything was made
+    assert tree(tmp_path / "nnunet") == before
+    prepare(load_config(first_config))  # the owner goes on
+
+    content = json.loads((raw / "dataset.json").read_text())
+    del content[OWNER_KEY]  # the user's own dataset under that id
+    (raw / "dataset.json").write_text(json.dumps(content))
+    with pytest.raises(DatasetOwnershipError, match=f"{raw} belongs to no nnUNetv2_uda_run run"):
+        prepare(load_config(first_config))
+
+
+def start_without_training(config_file: Path) -> Context:
+    """What ``run_pipeline`` does before its first step (record the run's id and ids, reserve them), without steps."""
+    context = prepare(load_config(config_file))[0]
+    context.manifest.save()
+    reserve_dataset_ids(context.folders, context.config.dataset_id_base, context.owner)
+    return context
+
+
+def test_automatic_dataset_ids_are_free_disjoint_recorded_and_kept_on_rerun(tmp_path, monkeypatch):
+    user = {"dataset_id_base": None, "ablation": "only_ct"}
+    first_config, env = fake_run(tmp_path, "first", **user)
+    second_config, _ = fake_run(tmp_path, "second", **user)
+    third_config, _ = fake_run(tmp_path, "third", **user)
+    use_env(monkeypatch, env)
+    raw = Path(env["nnUNet_raw"])
+    write_dataset(raw / "Dataset510_Mine", FLARE_LABELS, ["u1"])  # the user's dataset inside the first range
+    mine = tree(raw / "Dataset510_Mine")
+    check = run_cli(first_config, "--check", env=env)
+    assert check.returncode == 0, check.stderr
+    assert "note: nnU-Net dataset ids 527 (base 527: 'dataset_id_base' is null: the first free range" in check.stdout
+    assert not (tmp_path / "first" / "manifest.json").exists()  # --check records nothing
+
+    first = start_without_training(first_config)  # started: its base recorded, not one of its datasets written yet
+    assert first.config.dataset_id_base == 527
+    assert json.loads((tmp_path / "first" / "manifest.json").read_text())["dataset_id_base"] == 527
+    second = start_without_training(second_config)
+    assert second.config.dataset_id_base == 554  # the first run's range is reserved, though still empty
+    write_raw_dataset(raw / "Dataset554_UDASourceCT", labeled_cases(tmp_path / "ct"), FLARE_LABELS, "zscore",
+                      {OWNER_KEY: second.owner})  # the second run's plan step
+    shutil.rmtree(raw / "Dataset510_Mine")  # the lower range is free again: reruns keep their recorded ranges
+    assert prepare(load_config(first_config))[0].config.dataset_id_base == 527
+    assert prepare(load_config(second_config))[0].config.dataset_id_base == 554
+    check = run_cli(second_config, "--check", env=env)
+    assert "note: nnU-Net dataset ids 554 (base 554: recorded in manifest.json when the run first started)" in \
+        check.stdout
+    plan = {item.step.name: item for item in plan_run(*prepare(load_config(first_config))[:2])}["plan"]
+    assert plan.settings["dataset_id_base"] == 527  # the steps see (and hash) the resolved base
+    assert start_without_training(third_config).config.dataset_id_base == 500
+    shutil.rmtree(tmp_path / "third")  # a run folder deleted before it wrote a dataset frees its reservation
+    write_dataset(raw / "Dataset510_Mine", FLARE_LABELS, ["u1"])
+    fourth_config, _ = fake_run(tmp_path, "fourth", **user)
+    assert prepare(load_config(fourth_config))[0].config.dataset_id_base == 581
+    assert tree(raw / "Dataset510_Mine") == mine  # never written to
+
+    explicit_config, _ = fake_run(tmp_path, "explicit", dataset_id_base=554, ablation="only_ct")
+    assert_one_line_error(run_cli(explicit_config, "--check", env=env), "dataset id 554 is not free",
+                          f"belongs to the nnUNetv2_uda_run run in {tmp_path / 'second'}")
+
+
+def test_a_bad_recorded_dataset_id_base_is_a_named_error(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"run_id": "x", "dataset_id_base": "500", "stages": {}}')
+    with pytest.raises(ManifestError, match="'dataset_id_base' is '500', not a dataset id"):
+        Manifest(tmp_path)
+
+
+def test_output_folder_that_is_not_the_runs_is_refused(tmp_path, monkeypatch):
+    config_file, env = fake_run(tmp_path, output_folder=str(tmp_path / "mine"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    assert_one_line_error(run_cli(config_file, "--check", env=env), f"'output_folder': {tmp_path / 'mine'} is not "
+                                                                    f"empty and holds no manifest.json")
+    use_env(monkeypatch, env)
+    for inside in (tmp_path / "mri" / "out", tmp_path / "ct"):
+        config_file, _ = fake_run(tmp_path, output_folder=str(inside))
+        with pytest.raises(OutputFolderError, match=f"'output_folder': output folder {inside} (lies inside|is) the "
+                                                    f"input"):
+            prepare(load_config(config_file))
+    assert not (tmp_path / "mri" / "out").exists() and tree(tmp_path / "mine") == {"notes.txt": b"the user's"}
+
+
+NONSENSE_NUMBERS = {  # config values -> the key named; each was accepted before issue #23
+    "batch_size 0": ({"batch_size": 0}, "'batch_size': must be at least 1"),
+    "translator batch_size 0": ({"translator": {"batch_size": 0}}, "'translator.batch_size': must be at least 1"),
+    "negative spacing": ({"target_spacing": [2.5, -0.8, 0.8]}, "'target_spacing': spacings must be positive"),
+    "NaN spacing": ({"target_spacing": [2.5, float("nan"), 0.8]}, "'target_spacing[1]': expected a finite number"),
+    "negative threshold": ({"self_training": {"threshold": -0.1, "keep_fraction": None}},
+                           "'self_training.threshold': must be positive"),
+    "zero threshold": ({"self_training": {"threshold": 0, "keep_fraction": None}},
+                       "'self_training.threshold': must be positive"),
+    "NaN threshold": ({"self_training": {"threshold": float("nan"), "keep_fraction": None}},
+                      "'self_training.threshold': expected a finite number"),
+    "infinite keep_fraction": ({"self_training": {"keep_fraction": float("inf")}},
+                               "'self_training.keep_fraction': expected a finite number"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NONSENSE_NUMBERS))
+def test_nonsense_numbers_are_refused_naming_the_key(case, tmp_path):
+    values, expected = NONSENSE_NUMBERS[case]
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        config_from_dict(minimal(tmp_path, **values))
+
+
+def test_yaml_nan_is_refused_through_the_command_traceback_only_with_verbose(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  keep_fraction: .nan\n")
+    assert_one_line_error(run_cli(config_file), "'self_training.keep_fraction': expected a finite number, got nan")
+    verbose = run_cli(config_file, "--verbose")
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr and "keep_fraction" in verbose.stderr
+
+
+def test_failed_stage_command_is_named_with_its_log(tmp_path):
+    log = tmp_path / "logs" / "step.log"
+    with pytest.raises(StageCommandError) as error:
+        run_logged([sys.executable, "-c", "import sys; print('first'); print('the reason'); sys.exit(3)"], log)
+    assert isinstance(error.value, UserInputError) and error.value.exit_code == 1
+    assert str(error.value) == (f"'{sys.executable}' failed with exit code 3 (last line: the reason); its whole "
+                                f"output is in {log}")
+    assert "the reason" in log.read_text()
+
+
+def test_terminated_pipeline_terminates_its_stage_command(tmp_path):
+    """SIGTERM to the pipeline alone (not its process group) ends the running stage command too, which then
+    removes its own temporaries."""
+    log = tmp_path / "step.log"
+    child = "import os, time; print('pid', os.getpid(), flush=True); time.sleep(120)"
+    script = (f"from pathlib import Path\nfrom nnunetv2_uda.command_line import command\n"
+              f"from nnunetv2_uda.pipeline.commands import run_logged\n"
+              f"command(lambda: run_logged([{sys.executable!r}, '-c', {child!r}], Path({str(log)!r})))()\n")
+    pipeline = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.is_file() and "pid " in log.read_text()):
+        time.sleep(0.1)
+    child_pid = int(log.read_text().split("pid ")[1].split()[0])
+    pipeline.send_signal(signal.SIGTERM)
+    assert pipeline.wait(timeout=60) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
+
+
+def test_link_or_copy_never_replaces_a_file(tmp_path):
+    (tmp_path / "source.nii.gz").write_bytes(b"new")
+    (tmp_path / "target.nii.gz").write_bytes(b"existing")
+    with pytest.raises(FileExistsError):
+        link_or_copy(tmp_path / "source.nii.gz", tmp_path / "target.nii.gz")
+    assert (tmp_path / "target.nii.gz").read_bytes() == b"existing"
+
+
+def test_raw_dataset_is_replaced_only_when_asked_and_only_when_complete(tmp_path):
+    ct = write_dataset(tmp_path / "ct", FLARE_LABELS, ["c1", "c2"])
+    target = write_raw_dataset(tmp_path / "Dataset700_X", labeled_cases(ct, limit=1), FLARE_LABELS, "zscore")
+    before = tree(target)
+    with pytest.raises(FileExistsError):
+        write_raw_dataset(target, labeled_cases(ct), FLARE_LABELS, "zscore")
+    (ct / "imagesTr" / "c2_0000.nii.gz").unlink()  # fails half-way through the new dataset
+    with pytest.raises(FileNotFoundError, match="c2_0000"):
+        write_raw_dataset(target, {**labeled_cases(ct, limit=1), "c2": ([ct / "imagesTr" / "c2_0000.nii.gz"], None)},
+                          FLARE_LABELS, "zscore", replace=True)
+    assert tree(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["Dataset700_X", "ct"]
+    write_raw_dataset(target, labeled_cases(ct, limit=1), {"background": 0, "liver": 1}, "zscore", replace=True)
+    assert json.loads((target / "dataset.json").read_text())["labels"] == {"background": 0, "liver": 1}
+
+
+def test_truncated_label_map_is_named_not_read_as_zeros(tmp_path):
+    array = np.random.default_rng(0).integers(0, 2, (8, 32, 32), dtype=np.uint8)  # half the file is past the header
+    label = tmp_path / "in" / "c1.nii.gz"
+    label.parent.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(label), True)
+    label.write_bytes(label.read_bytes()[: label.stat().st_size // 2])
+    (tmp_path / "in" / "c1_0000.nii.gz").write_bytes(b"image")
+    with pytest.raises(ImageFileError, match=f"{label}: truncated"):
+        write_raw_dataset(tmp_path / "Dataset700_X", {"c1": ([tmp_path / "in" / "c1_0000.nii.gz"], label)},
+                          {"background": 0, "liver": 1}, "zscore", relabel={1: 1})
+    assert not (tmp_path / "Dataset700_X").exists()

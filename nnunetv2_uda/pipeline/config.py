@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from nnunetv2_uda.pipeline.datasets import DATASET_ROLES
+from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
 
 # row -> (the network whose pseudo-labels it starts from, with MDM, rounds of self-training with filtering); a row
 # '<row>2' adds a second round that starts from the first round's final network and its pseudo-labels
@@ -40,12 +42,16 @@ TRAINERS.update({f"{trainer}NoMirroring": f"{counterpart}NoMirroring"
                  for trainer, counterpart in list(TRAINERS.items())})
 
 
-class ConfigError(ValueError):
-    """A config file with problems; the message lists all of them."""
+INPUT_FOLDER_KEYS = ("ct_dataset", "mri_dataset", "validation_labels", "test_images", "test_labels")
+
+
+class ConfigError(UserInputError):
+    """A config file with problems; the message lists all of them (on one line)."""
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
+        listed = problems[0] if len(problems) == 1 else f"{len(problems)} problems: " + "; ".join(problems)
+        super().__init__(f"{source}: {listed}")
 
 
 @dataclass
@@ -97,7 +103,7 @@ class PipelineConfig:
     validation_labels: Path | None = None
     test_images: Path | None = None
     test_labels: Path | None = None
-    dataset_id_base: int = 600
+    dataset_id_base: int | None = None  # None: the first free range, recorded in manifest.json
     device: str = "cuda"
     configuration: str = "2d"
     trainer: str = "nnUNetTrainerUDASmall"
@@ -194,6 +200,8 @@ def _convert(value, annotation, key: str, problems: list[str]):
         if isinstance(value, bool) or not isinstance(value, int | float):
             problems.append(f"'{key}': expected a number, got {value!r}")
             return value
+        if not math.isfinite(value):
+            problems.append(f"'{key}': expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -231,12 +239,14 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'organs': names repeated in {config.organs}")
     if config.target_spacing is not None and len(config.target_spacing) != 3:
         problems.append(f"'target_spacing': expected 3 numbers (z y x, mm), got {config.target_spacing}")
+    if config.target_spacing is not None and any(spacing <= 0 for spacing in config.target_spacing):
+        problems.append(f"'target_spacing': spacings must be positive (mm), got {config.target_spacing}")
     if config.device not in ("cpu", "cuda", "mps"):
         problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
     if config.fold != "all" and config.fold not in tuple("01234"):
         problems.append(f"'fold': {config.fold!r} is not 'all' or 0-4")
-    positive = {"dataset_id_base": config.dataset_id_base, "num_processes": config.num_processes,
-                "batch_size": config.batch_size or 1,
+    positive = {"num_processes": config.num_processes,
+                "batch_size": config.batch_size, "translator.batch_size": config.translator.batch_size,
                 "num_gpus": config.num_gpus, "num_parts": config.num_parts,
                 "translator.iterations": config.translator.iterations,
                 "source_training.epochs": config.source_training.epochs,
@@ -252,11 +262,10 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
     for key, value in positive.items():
         if isinstance(value, int) and value < 1:
             problems.append(f"'{key}': must be at least 1, got {value}")
-    last_offset = max(offset for offset, _ in DATASET_ROLES.values())
-    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= 999 - last_offset:
-        problems.append(f"'dataset_id_base': must be within 1-{999 - last_offset} (the pipeline uses ids "
-                        f"base..base+{last_offset}), "
-                        f"got {config.dataset_id_base}")
+    last_base = MAX_DATASET_ID - ID_SPAN + 1
+    if isinstance(config.dataset_id_base, int) and not 1 <= config.dataset_id_base <= last_base:
+        problems.append(f"'dataset_id_base': must be within 1-{last_base} (the pipeline uses ids "
+                        f"base..base+{ID_SPAN - 1}), or null to find free ids, got {config.dataset_id_base}")
     if isinstance(config.final.max_ct_cases, int) and config.final.max_ct_cases < 0:
         problems.append(f"'final.max_ct_cases': must be at least 0, got {config.final.max_ct_cases}")
     if config.final.ct_source not in ("fake_mri", "ct"):
@@ -264,6 +273,9 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
     selftrain = config.self_training
     if (selftrain.threshold is None) == (selftrain.keep_fraction is None):
         problems.append("'self_training': set exactly one of 'threshold' and 'keep_fraction' (the other null)")
+    if isinstance(selftrain.threshold, float) and selftrain.threshold <= 0:
+        problems.append(f"'self_training.threshold': must be positive (cases with uncertainty below it are kept), "
+                        f"got {selftrain.threshold}")
     if isinstance(selftrain.keep_fraction, float) and not 0 < selftrain.keep_fraction <= 1:
         problems.append(f"'self_training.keep_fraction': must be in (0, 1], got {selftrain.keep_fraction}")
     if isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots < 2:
@@ -295,14 +307,14 @@ def load_config(path: Path | str) -> PipelineConfig:
     """Reads a YAML (.yaml/.yml) or JSON (.json) config; relative paths in it are relative to the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+        raise ConfigError(str(path), ["config file does not exist"])
     text = path.read_text()
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
         raise ConfigError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"]) from None
     config = config_from_dict(values if values is not None else {}, str(path))
-    for key in ("ct_dataset", "mri_dataset", "output_folder", "validation_labels", "test_images", "test_labels"):
+    for key in ("output_folder", *INPUT_FOLDER_KEYS):
         value = getattr(config, key)
         if value is not None and not value.is_absolute():
             setattr(config, key, (path.parent / value).resolve())
@@ -312,7 +324,7 @@ def load_config(path: Path | str) -> PipelineConfig:
 def check_inputs(config: PipelineConfig) -> None:
     """Names every missing input folder (before any work starts)."""
     problems = []
-    for key in ("ct_dataset", "mri_dataset", "validation_labels", "test_images", "test_labels"):
+    for key in INPUT_FOLDER_KEYS:
         folder = getattr(config, key)
         if folder is not None and not Path(folder).is_dir():
             problems.append(f"'{key}': folder {folder} does not exist")
@@ -320,6 +332,9 @@ def check_inputs(config: PipelineConfig) -> None:
         folder = getattr(config, key)
         if folder is not None and Path(folder).is_dir() and not (Path(folder) / "dataset.json").is_file():
             problems.append(f"'{key}': {folder} has no dataset.json (expected an nnU-Net raw dataset folder)")
+    labels = config.validation_labels
+    if labels is not None and Path(labels).is_dir() and not any(Path(labels).glob("*.nii.gz")):
+        problems.append(f"'validation_labels': {labels} holds no .nii.gz label maps")
     if config.test_labels is not None and config.test_images is None:
         problems.append("'test_labels' needs 'test_images'")
     if problems:

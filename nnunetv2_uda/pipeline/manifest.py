@@ -1,8 +1,10 @@
 """The pipeline's memory between runs: which stage finished, on which inputs and settings, with which outputs.
 
 A stage counts as finished only through its record here, and a record says ``finished`` only after the stage's
-outputs are complete; the file itself is replaced atomically (temporary file + rename), so a kill at any moment
-leaves either the old or the new manifest, never a half-written one.
+outputs are complete; the file itself is replaced atomically (:mod:`nnunetv2_uda.atomic_files`), so a kill at any
+moment leaves either the old or the new manifest, never a half-written one. The manifest also holds the run's id,
+which every dataset the run creates records as its owner, and the base of the dataset ids the run uses, so every rerun
+finds its datasets under the same ids (:mod:`nnunetv2_uda.pipeline.datasets`).
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
+from nnunetv2_uda.atomic_files import write_json_atomically
+from nnunetv2_uda.command_line import UserInputError
+
 MANIFEST_NAME = "manifest.json"
+RECORD_KEYS = ("input_hash", "settings", "finished")  # what every record the runner writes has from its start
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+class ManifestError(UserInputError):
+    """A manifest.json that the runner did not write as it is."""
 
 
 def hash_json(value) -> str:
@@ -68,13 +71,15 @@ def _map_strings(value, function):
 
 
 class Manifest:
-    """``<output_folder>/manifest.json``: one record per stage.
+    """``<output_folder>/manifest.json``: the run's id and one record per stage.
 
+    manifest = {"run_id": "<uuid>", "dataset_id_base": <int>, "stages": {<step>: record}}
     record = {"input_hash", "settings", "inputs", "outputs", "wall_time_s", "started_at", "finished_at", "finished"}
 
     Output paths under a root (the output folder, and nnU-Net's folders where given) are stored as ``$<root
     name>/<rest>`` and read back under the roots of the current run, so a run folder copied or moved together with
-    its nnU-Net folders resumes from its own files, not from the place it was first run.
+    its nnU-Net folders resumes from its own files, not from the place it was first run. A new run gets its id when
+    the manifest is first written (manifests of older versions, which have none, get one then too).
     """
 
     def __init__(self, folder: Path, roots: dict[str, Path] | None = None):
@@ -83,21 +88,65 @@ class Manifest:
         # every spelling of every root (as given and absolute), deepest first, so nested roots collapse to the closest
         self._root_forms = sorted(((form.rstrip(os.sep), name) for name, root in self.roots.items()
                                    for form in {str(root), os.path.abspath(root)}), key=lambda item: -len(item[0]))
+        self.run_id = uuid.uuid4().hex
+        self.dataset_id_base: int | None = None  # recorded when the run starts (runner.start_run)
         self.stages: dict[str, dict] = {}
         self.reload()
 
     def reload(self) -> None:
-        if self.path.is_file():
-            stages = json.loads(self.path.read_text()).get("stages", {})
-            for record in stages.values():
-                if "outputs" in record:
-                    record["outputs"] = _map_strings(record["outputs"], self._expand)
-            self.stages = stages
+        if not self.path.is_file():
+            return
+        content = self._read()
+        stages = content["stages"]
+        for record in stages.values():
+            if "outputs" in record:
+                record["outputs"] = _map_strings(record["outputs"], self._expand)
+        self.stages = stages
+        self.run_id = content.get("run_id", self.run_id)
+        self.dataset_id_base = content.get("dataset_id_base", self.dataset_id_base)
+
+    def _read(self) -> dict:
+        """The file's content, checked to be what :meth:`save` writes; else a :class:`ManifestError` naming it."""
+        def refuse(problem: str) -> ManifestError:
+            return ManifestError(f"{self.path}: {problem}; this is not a manifest as nnUNetv2_uda_run writes it: "
+                                 f"restore the run's own manifest.json, or move this file away to run every step "
+                                 f"again")
+
+        try:
+            content = json.loads(self.path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise refuse(f"not valid JSON ({error})") from None
+        if not isinstance(content, dict):
+            raise refuse(f"holds a {type(content).__name__}, not a mapping with 'stages'")
+        if not isinstance(content.get("stages"), dict):
+            raise refuse("'stages' is missing or not a mapping of step records")
+        run_id = content.get("run_id")
+        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+            raise refuse(f"'run_id' is {run_id!r}, not the run's id")
+        base = content.get("dataset_id_base")
+        if base is not None and (isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 999):
+            raise refuse(f"'dataset_id_base' is {base!r}, not a dataset id")
+        for name, record in content["stages"].items():
+            if not isinstance(record, dict):
+                raise refuse(f"the record of step '{name}' is a {type(record).__name__}, not a mapping")
+            missing = [key for key in RECORD_KEYS if key not in record]
+            if missing:
+                raise refuse(f"the record of step '{name}' lacks {', '.join(repr(key) for key in missing)}")
+            if not isinstance(record["settings"], dict) or not isinstance(record.get("inputs", {}), dict):
+                raise refuse(f"the record of step '{name}' has 'settings' or 'inputs' that are not mappings")
+            if not isinstance(record["finished"], bool) or not isinstance(record["input_hash"], str):
+                raise refuse(f"the record of step '{name}' has a 'finished' that is not true or false or an "
+                             f"'input_hash' that is not a string")
+            if record["finished"] and not isinstance(record.get("outputs"), dict):
+                raise refuse(f"the record of step '{name}' is finished without a mapping of 'outputs'")
+        return content
 
     def save(self) -> None:
         stages = {name: {**record, "outputs": _map_strings(record["outputs"], self._collapse)}
                   if "outputs" in record else record for name, record in self.stages.items()}
-        atomic_write_text(self.path, json.dumps({"stages": stages}, indent=2, default=str))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        base = {"dataset_id_base": self.dataset_id_base} if self.dataset_id_base is not None else {}
+        write_json_atomically({"run_id": self.run_id, **base, "stages": stages}, self.path)
 
     def _collapse(self, text: str) -> str:
         """An absolute or as-given path under a root -> ``$<root name>/<rest>`` (the deepest root wins)."""

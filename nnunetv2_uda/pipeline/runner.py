@@ -6,14 +6,29 @@ the steps it depends on, so a changed setting reruns that step and, through the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunetv2_uda.pipeline.config import PipelineConfig, check_inputs
-from nnunetv2_uda.pipeline.datasets import check_label_names, mri_sequences, nnunet_folders, select_organs
-from nnunetv2_uda.pipeline.manifest import Manifest, atomic_write_text, folder_fingerprint, hash_json
+from nnunetv2_uda.atomic_files import write_json_atomically
+from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
+from nnunetv2_uda.pipeline.commands import say
+from nnunetv2_uda.pipeline.config import INPUT_FOLDER_KEYS, ConfigError, PipelineConfig, check_inputs
+from nnunetv2_uda.pipeline.datasets import (
+    check_datasets_owned,
+    check_label_names,
+    dataset_name,
+    describe_ids,
+    free_dataset_id_base,
+    mri_sequences,
+    nnunet_folders,
+    reserve_dataset_ids,
+    run_owner,
+    select_organs,
+)
+from nnunetv2_uda.pipeline.manifest import MANIFEST_NAME, Manifest, folder_fingerprint, hash_json
 from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, row_plan
 
 RUN_FILE = "run.json"
@@ -28,10 +43,6 @@ class RunResult:
     rows: list[str]
     statuses: dict[str, str] = field(default_factory=dict)
     report: Path | None = None
-
-
-def say(message: str) -> None:
-    print(f"[nnUNetv2_uda_run] {message}", flush=True)
 
 
 def step_inputs(step: Step, context: Context, fingerprints: dict[str, str]) -> dict[str, str]:
@@ -103,24 +114,60 @@ def plan_run(context: Context, steps: list[Step]) -> list[PlannedStep]:
     return planned
 
 
+def check_output_folder_is_the_runs(config: PipelineConfig) -> None:
+    """The output folder is new, empty or a run's own (it holds manifest.json), and neither is nor holds nor lies
+    inside an input folder: the pipeline replaces folders inside it, which must never be the user's."""
+    output = Path(config.output_folder)
+    try:
+        check_output_folder(output, [getattr(config, key) for key in INPUT_FOLDER_KEYS], overwrite=True)
+    except OutputFolderError as error:
+        raise OutputFolderError(f"'output_folder': {error}") from None
+    if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST_NAME).is_file():
+        raise OutputFolderError(f"'output_folder': {output} is not empty and holds no {MANIFEST_NAME}, so it is not "
+                                f"a pipeline run's folder (the run would write into it); choose a new or empty folder")
+
+
+def dataset_id_base(config: PipelineConfig, manifest: Manifest, folders: dict[str, Path]) -> tuple[int, str]:
+    """The base of the run's dataset ids and where it comes from: the config's ``dataset_id_base``, else the one
+    recorded in manifest.json when the run first started (so reruns keep their datasets and step hashes), else the
+    first free range."""
+    if config.dataset_id_base is not None:
+        return config.dataset_id_base, "'dataset_id_base'"
+    if manifest.dataset_id_base is not None:
+        return manifest.dataset_id_base, f"recorded in {MANIFEST_NAME} when the run first started"
+    owner = run_owner(Path(config.output_folder), manifest.run_id)
+    return free_dataset_id_base(folders, owner), ("'dataset_id_base' is null: the first free range, recorded in "
+                                                  "manifest.json when the run starts")
+
+
 def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> tuple[Context, list, dict,
                                                                                                   list[str], list[str]]:
-    """Checks everything that can be checked before work starts and builds the step list."""
+    """Checks everything that can be checked before work starts and builds the step list; creates nothing but the
+    output folder, after every check passed. The context's config has the dataset id base resolved
+    (:func:`dataset_id_base`); the notes say which ids the run uses."""
     folders = nnunet_folders()
     check_inputs(config)
+    check_output_folder_is_the_runs(config)
     labels, relabel = select_organs(check_label_names(Path(config.ct_dataset), Path(config.mri_dataset)),
                                     config.organs)
     sequences = mri_sequences(Path(config.mri_dataset) / "imagesTr", config.mri_default_sequence)
-    if config.validation_labels is not None and not any(Path(config.validation_labels).glob("*.nii.gz")):
-        raise FileNotFoundError(f"'validation_labels': {config.validation_labels} holds no .nii.gz label maps")
     if part_id is not None and not 0 <= part_id < config.num_parts:
-        raise ValueError(f"--part_id {part_id} is outside 0..{config.num_parts - 1} (num_parts {config.num_parts})")
+        raise ConfigError("--part_id", [f"{part_id} is outside 0..{config.num_parts - 1} (num_parts "
+                                        f"{config.num_parts})"])
     if worker and part_id is None:
-        raise ValueError("--worker needs --part_id")
+        raise ConfigError("--worker", ["needs --part_id"])
+    manifest = Manifest(Path(config.output_folder), roots=folders)
+    base, source = dataset_id_base(config, manifest, folders)
+    config = dataclasses.replace(config, dataset_id_base=base)  # the steps record the base in their settings
+    manifest.dataset_id_base = base
     rows, notes = row_plan(config, sequences)
     steps, scored = build_steps(config, rows)
+    roles = dict.fromkeys(role for step in steps for role in step.datasets)
+    datasets = [dataset_name(base, role) for role in roles]
+    check_datasets_owned(folders, datasets, run_owner(Path(config.output_folder), manifest.run_id), base)
+    notes.append(f"nnU-Net dataset ids {describe_ids([dataset_id for dataset_id, _ in datasets])} (base {base}: "
+                 f"{source})")
     Path(config.output_folder).mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(Path(config.output_folder), roots=folders)
     part_ids = [part_id] if part_id is not None else list(range(config.num_parts))
     context = Context(config, folders, labels, sequences, manifest, part_ids, worker, relabel=relabel)
     return context, steps, scored, rows, notes
@@ -134,6 +181,8 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
     result = RunResult(rows)
     if worker:
         return run_worker_parts(context, steps, result)
+    context.manifest.save()  # the run's id and dataset id base, before any dataset exists
+    reserve_dataset_ids(context.folders, context.config.dataset_id_base, context.owner)
     started = time.time()
     for index, planned in enumerate(plan_run(context, steps), 1):
         step = planned.step
@@ -153,8 +202,8 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
         result.statuses[step.name] = "ran"
     run_info = {"rows": rows, "notes": notes, "scored_steps": scored, "steps": [s.name for s in steps],
                 "descriptions": {s.name: s.description for s in steps}, "statuses": result.statuses,
-                "config": config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
-    atomic_write_text(context.out / RUN_FILE, json.dumps(run_info, indent=2))
+                "config": context.config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
+    write_json_atomically(run_info, context.out / RUN_FILE)
     from nnunetv2_uda.pipeline.report import write_report
 
     result.report = write_report(context.out, context.manifest, run_info)

@@ -4,7 +4,10 @@ Which steps run follows from the ablation rows asked for (Table 7: only CT; Cycl
 ASIT + MDM + PLF; and, beyond the paper, only CT + PLF and CycleGAN + PLF: self-training from the CT or the
 plain-CycleGAN network's pseudo-labels; and each PLF row with a second round); rows share the steps they have in
 common. Each step declares the settings and upstream steps its result depends on (the
-runner hashes them) and writes only into nnU-Net's folders and the pipeline's output folder. All segmentation
+runner hashes them) and the datasets it writes, and writes only into the pipeline's output folder and into
+nnU-Net's folders under the ids of the datasets this run owns (:mod:`nnunetv2_uda.pipeline.datasets`); every
+folder it makes is built beside its final name and renamed when complete
+(:func:`nnunetv2_uda.atomic_files.folder_built_atomically`). All segmentation
 datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every network has the same
 architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
 """
@@ -12,7 +15,6 @@ architecture and a stage can start from the previous stage's weights (``-pretrai
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -20,13 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunetv2_uda.pipeline.commands import run_logged
+from nnunetv2_uda.atomic_files import (
+    copy_atomically,
+    folder_built_atomically,
+    is_hidden,
+    write_json_atomically,
+    write_text_atomically,
+)
+from nnunetv2_uda.checkpoints import CheckpointError, load_checkpoint
+from nnunetv2_uda.pipeline.commands import run_logged, say
 from nnunetv2_uda.pipeline.config import ROW_CHAINS, TRAINERS, PipelineConfig
 from nnunetv2_uda.pipeline.datasets import (
-    check_dataset_id_free,
+    OWNER_KEY,
+    check_datasets_owned,
     dataset_name,
     labeled_cases,
     link_or_copy,
+    read_dataset_json,
+    read_json_mapping,
+    run_owner,
     write_raw_dataset,
 )
 from nnunetv2_uda.pipeline.manifest import Manifest, file_fingerprint
@@ -44,6 +58,8 @@ PLANS = "nnUNetPlansUDASmall"
 PLANNER = "nnUNetPlannerUDASmall"
 ZSCORE_CHANNEL = "zscore"  # nnU-Net's z-score normalization: one intensity treatment for CT, fake MRI and MRI
 PART_POLL_SECONDS = 10.0
+# the checkpoints nnUNetv2_train --c continues from, in the order it looks for them
+CONTINUE_CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 
 
 @dataclass
@@ -89,9 +105,16 @@ class Context:
     def log_file(self, step: str) -> Path:
         return self.out / "logs" / f"{step}.log"
 
+    @property
+    def owner(self) -> dict[str, str]:
+        """This run, as the datasets it creates record it (:data:`nnunetv2_uda.pipeline.datasets.OWNER_KEY`)."""
+        return run_owner(self.out, self.manifest.run_id)
+
     def dataset(self, role: str) -> tuple[int, str]:
+        """The id and name of the run's dataset ``role``, checked again (as before the run) to be free or this
+        run's own."""
         dataset_id, name = dataset_name(self.config.dataset_id_base, role)
-        check_dataset_id_free(self.raw, dataset_id, name)
+        check_datasets_owned(self.folders, [(dataset_id, name)], self.owner, self.config.dataset_id_base)
         return dataset_id, name
 
 
@@ -106,6 +129,7 @@ class Step:
     depends: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()  # config keys of user input folders whose content the result depends on
     split: bool = False  # runs in -num_parts/-part_id parts
+    datasets: tuple[str, ...] = ()  # roles (DATASET_ROLES) of the nnU-Net datasets it writes
 
 
 def row_plan(config: PipelineConfig, sequences: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -127,6 +151,8 @@ def row_plan(config: PipelineConfig, sequences: dict[str, str]) -> tuple[list[st
 
 
 def remove(path: Path) -> None:
+    """Removes a folder or file of this run that a command rebuilds in place (nnU-Net's preprocessed data and model
+    folders, the translator's folder): only ever called on paths of datasets this run owns or in its output folder."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -153,21 +179,41 @@ def prepare_preprocessed(context: Context, step: str, dataset_id: int, name: str
         run_logged(["nnUNetv2_move_plans_between_datasets", "-s", plans_id, "-t", dataset_id, "-sp", PLANS,
                     "-tp", PLANS], context.log_file(step))
         # nnU-Net's trainer copies the fingerprint into the model folder; the plans (and so it) come from the CT
-        shutil.copy2(context.folders["nnUNet_preprocessed"] / plans_name / "dataset_fingerprint.json",
-                     preprocessed / "dataset_fingerprint.json")
-    shutil.copy2(context.raw / name / "dataset.json", preprocessed / "dataset.json")
+        copy_atomically(context.folders["nnUNet_preprocessed"] / plans_name / "dataset_fingerprint.json",
+                        preprocessed / "dataset_fingerprint.json")
+    copy_atomically(context.raw / name / "dataset.json", preprocessed / "dataset.json")
     run_logged(["nnUNetv2_preprocess", "-d", dataset_id, "-plans_name", PLANS, "-c", context.config.configuration,
                 "-np", context.config.num_processes], context.log_file(step))
 
 
-def train(context: Context, step: str, dataset_id: int, name: str, trainer: str, resume: bool,
+def continue_from(context: Context, step: str, dataset: str, trainer: str, resume: bool) -> Path | None:
+    """The checkpoint a resumed training step continues from with ``nnUNetv2_train --c``, or None to train afresh.
+
+    nnU-Net continues from the first of ``checkpoint_final``, ``checkpoint_latest`` (every 50 epochs) and
+    ``checkpoint_best`` (whenever the validation Dice improves) that exists; that file is loaded here first, so one
+    cut short by a kill (nnU-Net writes them in place) starts the training afresh instead of failing every rerun.
+    """
+    if not resume:
+        return None
+    folder = fold_folder(context, dataset, trainer)
+    found = next((folder / name for name in CONTINUE_CHECKPOINTS if (folder / name).is_file()), None)
+    if found is None:
+        return None
+    try:
+        epoch = load_checkpoint(found)["current_epoch"]
+    except (CheckpointError, KeyError) as error:
+        say(f"{step}: {found} cannot be continued from ({error}); training afresh")
+        return None
+    say(f"{step}: continuing nnU-Net's training from {found} (epochs done: {epoch})")
+    return found
+
+
+def train(context: Context, step: str, dataset_id: int, name: str, trainer: str, checkpoint: Path | None,
           pretrained: Path | None) -> dict:
-    """nnUNetv2_train; a resumed step continues from nnU-Net's own checkpoint (``--c``), a warm start keeps the
-    pretrained segmentation heads (:mod:`nnunetv2_uda.training.warm_start`)."""
+    """nnUNetv2_train; with a ``checkpoint`` (:func:`continue_from`) it continues from it (``--c``), else it starts
+    afresh, where a warm start keeps the pretrained segmentation heads (:mod:`nnunetv2_uda.training.warm_start`)."""
     folder = fold_folder(context, name, trainer)
-    checkpoint = folder / "checkpoint_latest.pth"
-    continuing = resume and checkpoint.is_file()
-    if not continuing:
+    if checkpoint is None:
         remove(folder)
         prepare_preprocessed(context, step, dataset_id, name)
     config = context.config
@@ -176,7 +222,7 @@ def train(context: Context, step: str, dataset_id: int, name: str, trainer: str,
     if config.num_gpus > 1:
         args += ["-num_gpus", config.num_gpus]
     env = {key: value for key, value in os.environ.items() if key != PRETRAINED_HEADS_VARIABLE}
-    if continuing:
+    if checkpoint is not None:
         args.append("--c")
     elif pretrained is not None:  # same labels throughout: the segmentation heads are carried over too
         args += ["-pretrained_weights", pretrained]
@@ -201,28 +247,32 @@ def parts_folder(context: Context, step: str, model: dict) -> Path:
 def predict_in_parts(context: Context, step: str, model: dict, images: Path, output: Path) -> bool:
     """nnUNetv2_predict_fast over ``images`` in ``num_parts`` parts (nnU-Net's -num_parts/-part_id).
 
-    Each part is written to ``parts/<step>/<hash>/part_<i>.tmp`` and renamed when complete, so parts can run on
-    other machines against a shared output folder (``nnUNetv2_uda_run CONFIG --worker --part_id I``) and a killed
-    part is never taken for done. The process that owns the step waits for all parts, then merges them into
-    ``output``. Returns False in a worker (the owner merges).
+    Each part is predicted into a hidden staging folder in ``parts/<step>/<hash>/`` that becomes ``part_<i>`` when
+    complete, so parts can run on other machines against a shared output folder (``nnUNetv2_uda_run CONFIG --worker
+    --part_id I``) and a killed part is never taken for done. The process that owns the step waits for all parts,
+    then merges them, with the label names, into ``output`` (built beside it and swapped in). Returns False in a
+    worker (the owner merges).
     """
     config = context.config
     parts_root = parts_folder(context, step, model)
-    if parts_root.parent.is_dir():
+    if parts_root.parent.is_dir() and not context.worker:
         for stale in parts_root.parent.iterdir():
-            if stale != parts_root and not context.worker:
+            if stale != parts_root:
                 remove(stale)
     for part in context.part_ids:
         done = parts_root / f"part_{part}"
         if done.is_dir():
             continue
-        temporary = parts_root / f"part_{part}.tmp"
-        remove(temporary)
-        run_logged(["nnUNetv2_predict_fast", "-i", images, "-o", temporary, "-d", model["dataset_id"],
-                    "-c", model["configuration"], "-tr", model["trainer"], "-p", model["plans"], "-f", model["fold"],
-                    "-device", config.device, "-npp", 1, "-nps", 1, "-num_parts", config.num_parts,
-                    "-part_id", part], context.log_file(f"{step}_part{part}"))
-        os.replace(temporary, done)
+        try:
+            with folder_built_atomically(done) as staging:
+                run_logged(["nnUNetv2_predict_fast", "-i", images, "-o", staging, "-d", model["dataset_id"],
+                            "-c", model["configuration"], "-tr", model["trainer"], "-p", model["plans"],
+                            "-f", model["fold"], "-device", config.device, "-npp", 1, "-nps", 1,
+                            "-num_parts", config.num_parts, "-part_id", part], context.log_file(f"{step}_part{part}"))
+        except FileExistsError:
+            if not done.is_dir():
+                raise
+            say(f"{step}: part {part} was completed by another process meanwhile; keeping that one")
     if context.worker:
         return False
     waiting_since = time.time()
@@ -231,27 +281,29 @@ def predict_in_parts(context: Context, step: str, model: dict, images: Path, out
               f"({time.time() - waiting_since:.0f} s; run them with 'nnUNetv2_uda_run CONFIG --worker --part_id I')",
               flush=True)
         time.sleep(PART_POLL_SECONDS)
-    temporary = output.with_name(output.name + ".tmp")
-    remove(temporary)
-    temporary.mkdir(parents=True)
-    for part in range(config.num_parts):
-        for path in (parts_root / f"part_{part}").iterdir():
-            if path.name.endswith(".nii.gz") or (path.name == "dataset.json" and part == 0):
-                link_or_copy(path, temporary / path.name)
-    remove(output)
-    os.replace(temporary, output)
+    with folder_built_atomically(output, replace=True) as staging:
+        for part in range(config.num_parts):
+            for path in sorted((parts_root / f"part_{part}").iterdir()):
+                if path.name.endswith(".nii.gz") and not is_hidden(path):
+                    link_or_copy(path, staging / path.name)
+        write_labels_dataset_json(context, staging)
     return True
 
 
 def write_labels_dataset_json(context: Context, folder: Path) -> None:
     """A folder of label maps gets the label names (evaluation matches organs by name)."""
-    (folder / "dataset.json").write_text(json.dumps(
-        {"labels": context.labels, "file_ending": ".nii.gz", "channel_names": {"0": ZSCORE_CHANNEL}}, indent=2))
+    write_json_atomically({"labels": context.labels, "file_ending": ".nii.gz",
+                           "channel_names": {"0": ZSCORE_CHANNEL}}, folder / "dataset.json")
 
 
 def largest_component_settings(config: PipelineConfig) -> dict:
     """Recorded only when set, so runs recorded before the key existed keep their steps."""
     return {"largest_component": True} if config.largest_component else {}
+
+
+def largest_component(context: Context, step: str, labels: Path, output: Path) -> None:
+    run_logged(["nnUNetv2_uda_largest_component", labels, output, "-np", context.config.num_processes],
+               context.log_file(step))
 
 
 def clean_label_maps(context: Context, step: str, labels: Path) -> Path:
@@ -260,13 +312,14 @@ def clean_label_maps(context: Context, step: str, labels: Path) -> Path:
     if not context.config.largest_component:
         return labels
     output = labels.with_name(labels.name + "_largest_component")
-    temporary = output.with_name(output.name + ".tmp")
-    remove(temporary)
-    run_logged(["nnUNetv2_uda_largest_component", labels, temporary, "-np", context.config.num_processes],
-               context.log_file(step))
-    remove(output)
-    os.replace(temporary, output)
+    with folder_built_atomically(output, replace=True) as staging:
+        largest_component(context, step, labels, staging)
     return output
+
+
+def set_dataset_json(folder: Path, **entries) -> None:
+    """Sets keys of a raw dataset's dataset.json (rewritten atomically)."""
+    write_json_atomically({**read_dataset_json(folder), **entries}, Path(folder) / "dataset.json")
 
 
 def organ_settings(config: PipelineConfig) -> dict:
@@ -297,12 +350,10 @@ def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:
     def translate(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset(f"fake_{mode}")
         target = context.raw / name
-        remove(target)
-        run_logged(["nnUNetv2_uda_translate", folder_of(context), context.labeled_ct, target, "--device",
-                    config.device, "--mri_dataset", config.mri_dataset], context.log_file(f"translate_{mode}"))
-        dataset_json = json.loads((target / "dataset.json").read_text())
-        dataset_json["channel_names"] = {"0": ZSCORE_CHANNEL}
-        (target / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+        with folder_built_atomically(target, replace=True) as staging:
+            run_logged(["nnUNetv2_uda_translate", folder_of(context), context.labeled_ct, staging, "--device",
+                        config.device, "--mri_dataset", config.mri_dataset], context.log_file(f"translate_{mode}"))
+            set_dataset_json(staging, channel_names={"0": ZSCORE_CHANNEL}, **{OWNER_KEY: context.owner})
         panels = [str(p) for p in sorted(target.rglob("*.png")) + sorted(folder_of(context).glob("*.png"))]
         return {"dataset_id": dataset_id, "dataset": name, "folder": str(target), "figures": panels}
 
@@ -311,8 +362,9 @@ def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:
         Step(f"translator_{mode}", f"train the {mode} translator CT -> MRI", train_translator, translator_settings,
              inputs=("ct_dataset", "mri_dataset")),
         Step(f"translate_{mode}", f"translate the CT dataset to fake MRI ({mode})", translate,
-             {"device": config.device, **organ_settings(config)},
-             depends=(f"translator_{mode}",) + (("plan",) if config.organs else ()), inputs=("ct_dataset",)),
+             {"device": config.device, "dataset_id_base": config.dataset_id_base, **organ_settings(config)},
+             depends=(f"translator_{mode}",) + (("plan",) if config.organs else ()), inputs=("ct_dataset",),
+             datasets=(f"fake_{mode}",)),
     ]
 
 
@@ -320,7 +372,7 @@ def plan_step(config: PipelineConfig) -> Step:
     def plan(context: Context, resume: bool) -> dict:
         dataset_id, name = context.dataset("source_ct")
         write_raw_dataset(context.raw / name, labeled_cases(Path(config.ct_dataset)), context.labels, ZSCORE_CHANNEL,
-                          relabel=context.relabel)
+                          {OWNER_KEY: context.owner}, relabel=context.relabel, replace=True)
         remove(context.folders["nnUNet_preprocessed"] / name)
         args = ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-pl", PLANNER, "-c", config.configuration,
                 "-np", config.num_processes, "-npfp", config.num_processes, "--no_pp", "--clean"]
@@ -329,15 +381,15 @@ def plan_step(config: PipelineConfig) -> Step:
         run_logged(args, context.log_file("plan"))
         plans = context.folders["nnUNet_preprocessed"] / name / f"{PLANS}.json"
         if config.batch_size is not None:  # nnU-Net's documented way: edit the plans
-            content = json.loads(plans.read_text())
+            content = read_json_mapping(plans)
             content["configurations"][config.configuration]["batch_size"] = config.batch_size
-            plans.write_text(json.dumps(content, indent=2))
+            write_json_atomically(content, plans)
         return {"dataset_id": dataset_id, "dataset": name, "plans": str(plans)}
 
     return Step("plan", "copy the CT dataset (z-score normalization) and plan the shared small network", plan,
                 {"configuration": config.configuration, "target_spacing": config.target_spacing,
-                 "batch_size": config.batch_size, **organ_settings(config)},
-                inputs=("ct_dataset",))
+                 "batch_size": config.batch_size, "dataset_id_base": config.dataset_id_base, **organ_settings(config)},
+                inputs=("ct_dataset",), datasets=("source_ct",))
 
 
 def source_steps(config: PipelineConfig, source: str) -> list[Step]:
@@ -355,7 +407,8 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
         if snapshots:  # MDM orders the sequences by the snapshot uncertainty of this network's pseudo-labels
             set_pseudolabel_target(context.raw / name, context.mri_images, config.self_training.num_snapshots)
         pretrained = Path(context.manifest_outputs("train_ct")["checkpoint"]) if from_ct else None
-        outputs = train(context, f"train_{source}", dataset_id, name, trainer, resume, pretrained)
+        checkpoint = continue_from(context, f"train_{source}", name, trainer, resume)
+        outputs = train(context, f"train_{source}", dataset_id, name, trainer, checkpoint, pretrained)
         if snapshots:
             outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
         return outputs
@@ -366,7 +419,7 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
                 **(WARM_START_SETTINGS if from_ct else {})}
     return [
         Step(f"train_{source}", f"train the segmentation network on {source_name(source)} with the CT labels",
-             train_source, settings, depends=upstream),
+             train_source, settings, depends=upstream, datasets=(role,)),
         pseudolabel_step(config, f"train_{source}", source,
                          f"pseudo-label the real MRI with the {source_name(source)} network"),
     ]
@@ -382,7 +435,6 @@ def pseudolabel_step(config: PipelineConfig, network_step: str, name: str, descr
         if not predict_in_parts(context, step_name, context.manifest_outputs(network_step), context.mri_images,
                                 output):
             return {"labels": str(output)}
-        write_labels_dataset_json(context, output)
         return {"labels": str(clean_label_maps(context, step_name, output)), "unprocessed_labels": str(output)}
 
     return Step(step_name, description, pseudolabel, prediction_settings(config), depends=(network_step,),
@@ -400,24 +452,24 @@ def source_name(source: str) -> str:
 def mdm_step(config: PipelineConfig) -> Step:
     def mdm(context: Context, resume: bool) -> dict:
         output = context.out / "mdm"
-        remove(output)
-        args = ["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs("pseudolabel_asit")["labels"],
-                output]
         sequences_csv = context.out / "inputs" / "sequences.csv"
         sequences_csv.parent.mkdir(parents=True, exist_ok=True)
-        sequences_csv.write_text("case,sequence\n"
-                                 + "".join(f"{case},{tag}\n" for case, tag in sorted(context.sequences.items())))
-        args += ["--sequences_csv", sequences_csv]
+        write_text_atomically("case,sequence\n" + "".join(f"{case},{tag}\n"
+                                                          for case, tag in sorted(context.sequences.items())),
+                              sequences_csv)
+        order = ["--sequences_csv", sequences_csv]
         if config.sequence_order:
-            args += ["--order", *config.sequence_order]
+            order += ["--order", *config.sequence_order]
         else:
             ranking = context.out / "mdm_sequence_ranking"
-            remove(ranking)
-            run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs("train_asit")["snapshots"],
-                        ranking, "--keep_fraction", 1.0, "--images", context.mri_images], context.log_file("mdm"))
-            args += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
-        run_logged(args, context.log_file("mdm"))
-        write_labels_dataset_json(context, output)
+            with folder_built_atomically(ranking, replace=True) as staging:
+                run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs("train_asit")["snapshots"],
+                            staging, "--keep_fraction", 1.0, "--images", context.mri_images], context.log_file("mdm"))
+            order += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
+        with folder_built_atomically(output, replace=True) as staging:
+            run_logged(["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs("pseudolabel_asit")["labels"],
+                        staging, *order], context.log_file("mdm"))
+            write_labels_dataset_json(context, staging)
         return {"labels": str(output), "matches": str(output / "mdm_matches.csv")}
 
     return Step("mdm", "multi-domain matching of the pseudo-labels across MRI sequences", mdm,
@@ -432,10 +484,8 @@ def needs_mdm_order(config: PipelineConfig) -> bool:
 
 def set_pseudolabel_target(dataset: Path, target_images: Path, num_snapshots: int) -> None:
     """Adds the key nnUNetTrainerUDAPseudoLabel reads to a raw dataset.json (nnU-Net copies it when preprocessing)."""
-    path = dataset / "dataset.json"
-    content = json.loads(path.read_text())
-    content[DATASET_JSON_KEY] = {"target_images": str(Path(target_images).resolve()), "num_snapshots": num_snapshots}
-    path.write_text(json.dumps(content, indent=2))
+    set_dataset_json(dataset, **{DATASET_JSON_KEY: {"target_images": str(Path(target_images).resolve()),
+                                                    "num_snapshots": num_snapshots}})
 
 
 def plf_name(variant: str, round_number: int) -> str:
@@ -473,29 +523,35 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
         missing = sorted(set(images) - set(labels))
         if missing:
             raise FileNotFoundError(f"no pseudo-label for MRI case(s) {missing[:5]}")
-        if not (resume and (fold_folder(context, dataset, selftrain_trainer) / "checkpoint_latest.pth").is_file()):
+        checkpoint = continue_from(context, f"selftrain_{name}", dataset, selftrain_trainer, resume)
+        if checkpoint is None:
+            target = {"target_images": str(context.mri_images.resolve()),
+                      "num_snapshots": config.self_training.num_snapshots}
             write_raw_dataset(context.raw / dataset, {c: (images[c], labels[c]) for c in sorted(images)},
-                              context.labels, ZSCORE_CHANNEL)
-            set_pseudolabel_target(context.raw / dataset, context.mri_images, config.self_training.num_snapshots)
+                              context.labels, ZSCORE_CHANNEL, {OWNER_KEY: context.owner, DATASET_JSON_KEY: target},
+                              replace=True)
         pretrained = Path(context.manifest_outputs(source_network)["checkpoint"]) if config.warm_start else None
-        outputs = train(context, f"selftrain_{name}", dataset_id, dataset, selftrain_trainer, resume, pretrained)
+        outputs = train(context, f"selftrain_{name}", dataset_id, dataset, selftrain_trainer, checkpoint, pretrained)
         outputs["snapshots"] = str(Path(outputs["model_folder"]) / f"fold_{config.fold}" / SNAPSHOT_SUBFOLDER)
         return outputs
 
     def filter_labels(context: Context, resume: bool) -> dict:
         dataset_id, dataset = context.dataset(f"filtered_{name}")
         target = context.raw / dataset
-        remove(target)
         selftrain = config.self_training
         cut = ["--threshold", selftrain.threshold] if selftrain.threshold is not None \
             else ["--keep_fraction", selftrain.keep_fraction]
-        run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"selftrain_{name}")["snapshots"],
-                    target, *cut, "--images", context.mri_images], context.log_file(f"filter_{name}"))
-        if config.largest_component:  # the final network trains on labelsTr: cleaned there, unprocessed kept aside
-            cleaned = clean_label_maps(context, f"filter_{name}", target / "labelsTr")
-            os.replace(cleaned / REMOVED_CSV, target / REMOVED_CSV)
-            os.replace(target / "labelsTr", target / "labelsTr_unprocessed")
-            os.replace(cleaned, target / "labelsTr")
+        with folder_built_atomically(target, replace=True) as staging:
+            run_logged(["nnUNetv2_uda_filter_pseudolabels",
+                        context.manifest_outputs(f"selftrain_{name}")["snapshots"], staging, *cut,
+                        "--images", context.mri_images], context.log_file(f"filter_{name}"))
+            if config.largest_component:  # the final network trains on labelsTr: cleaned there, unprocessed aside
+                cleaned = staging / "labelsTr_largest_component"
+                largest_component(context, f"filter_{name}", staging / "labelsTr", cleaned)
+                (cleaned / REMOVED_CSV).rename(staging / REMOVED_CSV)
+                (staging / "labelsTr").rename(staging / "labelsTr_unprocessed")
+                cleaned.rename(staging / "labelsTr")
+            set_dataset_json(staging, **{OWNER_KEY: context.owner})
         kept = sorted(label_files(target / "labelsTr"))
         return {"dataset_id": dataset_id, "dataset": dataset, "folder": str(target), "kept_cases": kept,
                 "uncertainty_csv": str(target / "uncertainty.csv"),
@@ -503,18 +559,19 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
 
     def train_final(context: Context, resume: bool) -> dict:
         dataset_id, dataset = context.dataset(f"final_{name}")
-        trainer_folder = fold_folder(context, dataset, final_trainer)
-        if not (resume and (trainer_folder / "checkpoint_latest.pth").is_file()):
+        checkpoint = continue_from(context, f"final_{name}", dataset, final_trainer, resume)
+        if checkpoint is None:
             kept = labeled_cases(Path(context.manifest_outputs(f"filter_{name}")["folder"]),
                                  config.final.max_mri_cases)
             ct_folder = context.labeled_ct if config.final.ct_source == "ct" \
                 else Path(context.manifest_outputs("translate_asit")["folder"])
             ct_cases = labeled_cases(ct_folder, config.final.max_ct_cases) if config.final.max_ct_cases else {}
             cases = {**kept, **{f"ct_{case}": files for case, files in ct_cases.items()}}
-            write_raw_dataset(context.raw / dataset, cases, context.labels, ZSCORE_CHANNEL)
+            write_raw_dataset(context.raw / dataset, cases, context.labels, ZSCORE_CHANNEL, {OWNER_KEY: context.owner},
+                              replace=True)
         pretrained = Path(context.manifest_outputs(f"selftrain_{name}")["checkpoint"]) \
             if config.warm_start else None
-        return train(context, f"final_{name}", dataset_id, dataset, final_trainer, resume, pretrained)
+        return train(context, f"final_{name}", dataset_id, dataset, final_trainer, checkpoint, pretrained)
 
     def predict(context: Context, resume: bool) -> dict:
         model = context.manifest_outputs(f"final_{name}")
@@ -528,7 +585,6 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
             output = context.out / "predictions" / name / kind
             outputs[kind] = str(output)
             if predict_in_parts(context, f"predict_{name}_{kind}", model, images, output):
-                write_labels_dataset_json(context, output)
                 outputs[kind] = str(clean_label_maps(context, f"predict_{name}_{kind}", output))
                 outputs[f"{kind}_unprocessed"] = str(output)
         return outputs
@@ -544,14 +600,16 @@ def plf_steps(config: PipelineConfig, variant: str, round_number: int = 1) -> li
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps = relabel_steps + [
         Step(f"selftrain_{name}", "self-training on the MRI pseudo-labels with K snapshots", selftrain,
-             selftrain_settings, depends=(labels_step, source_network, "plan"), inputs=("mri_dataset",)),
+             selftrain_settings, depends=(labels_step, source_network, "plan"), inputs=("mri_dataset",),
+             datasets=(f"selftrain_{name}",)),
         Step(f"filter_{name}", "snapshot-uncertainty filtering and union ensembling of the pseudo-labels",
              filter_labels, {"threshold": config.self_training.threshold,
                              "keep_fraction": config.self_training.keep_fraction,
                              **largest_component_settings(config)},
-             depends=(f"selftrain_{name}",), inputs=("mri_dataset",)),
+             depends=(f"selftrain_{name}",), inputs=("mri_dataset",), datasets=(f"filtered_{name}",)),
         Step(f"final_{name}", "train the final small network on kept MRI pseudo-labels plus CT cases",
-             train_final, final_settings, depends=final_depends, inputs=("ct_dataset",)),
+             train_final, final_settings, depends=final_depends, inputs=("ct_dataset",),
+             datasets=(f"final_{name}",)),
     ]
     if config.validation_labels is not None or config.test_images is not None:
         steps.append(Step(f"predict_{name}", "predict the validation / test MRI with the final network", predict,
@@ -568,13 +626,10 @@ def validation_images(context: Context) -> Path:
     if unknown:
         raise FileNotFoundError(f"validation labels {unknown[:5]} have no image in {context.mri_images}")
     folder = context.out / "inputs" / "validation_images"
-    temporary = folder.with_name(folder.name + ".tmp")
-    remove(temporary)
-    for case in sorted(cases):
-        for image in images[case]:
-            link_or_copy(image, temporary / image.name)
-    remove(folder)
-    os.replace(temporary, folder)
+    with folder_built_atomically(folder, replace=True) as staging:
+        for case in sorted(cases):
+            for image in images[case]:
+                link_or_copy(image, staging / image.name)
     return folder
 
 
@@ -585,9 +640,9 @@ def evaluate_step(config: PipelineConfig, row: str, scored_step: str, kind: str 
         produced = context.manifest_outputs(scored_step)
         predictions = produced.get(kind) or produced["labels"]
         output = context.out / "evaluation" / (row if kind == "validation" else f"{row}_test")
-        remove(output)
-        run_logged(["nnUNetv2_uda_evaluate", predictions, getattr(config, labels_key), "-o", output,
-                    "-np", config.num_processes], context.log_file(f"evaluate_{row}_{kind}"))
+        with folder_built_atomically(output, replace=True) as staging:
+            run_logged(["nnUNetv2_uda_evaluate", predictions, getattr(config, labels_key), "-o", staging,
+                        "-np", config.num_processes], context.log_file(f"evaluate_{row}_{kind}"))
         return {"summary": str(output / "summary.json"), "folder": str(output), "predictions": str(predictions)}
 
     return Step(f"evaluate_{row}" + ("" if kind == "validation" else "_test"),

@@ -1,0 +1,221 @@
+"""``nnUNetv2_uda_run`` killed for real, and two runs meeting on the same dataset ids (issue #23, items 3 and 9).
+
+One small run (row "only CT": plan, train the CT network for a few epochs, pseudo-label the MRI in two prediction
+parts) runs uninterrupted; a second copy of it, under other dataset ids, is killed with SIGKILL (its whole process
+group, as a crash or an out-of-memory kill would) in the middle of ``nnUNetv2_train`` and again in the middle of a
+prediction part, and rerun with the same command each time. It must continue the training from nnU-Net's checkpoint,
+never take a part for done that was not complete, and end with what the uninterrupted run has. A third run with the
+first one's ``dataset_id_base`` must be refused before doing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import yaml
+
+from nnunetv2_uda.atomic_files import STAGING_PREFIX, is_hidden
+from nnunetv2_uda.pipeline.datasets import OWNER_KEY
+from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.pipeline.stages import PLANS, budget
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, ITERATIONS = 2, 4
+MRI_CASES = 6  # three per prediction part: a part is killed after its first case is written
+TRAINER = budget(EPOCHS, ITERATIONS, "nnUNetTrainerUDAQuick")
+STEPS = ["plan", "train_ct", "pseudolabel_ct"]
+UNINTERRUPTED_BASE, KILLED_BASE = 730, 740
+POLL_SECONDS = 0.05
+
+
+def config(root: Path, name: str, base: int) -> Path:
+    values = {
+        "ct_dataset": str(root / "inputs" / "Dataset991_PhantomCT"),
+        "mri_dataset": str(root / "inputs" / "Dataset992_PhantomMRI"),
+        "output_folder": str(root / name),
+        "dataset_id_base": base,
+        "device": "cpu",
+        "configuration": "2d",
+        "trainer": "nnUNetTrainerUDAQuick",
+        "target_spacing": [15.0, 8.0, 8.0],  # the tiny phantoms' own spacing
+        "num_processes": 1,
+        "num_parts": 2,
+        "ablation": "only_ct",
+        "source_training": {"epochs": EPOCHS, "iterations_per_epoch": ITERATIONS},
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+def fold_folder(env: dict[str, str], base: int) -> Path:
+    return (Path(env["nnUNet_results"]) / f"Dataset{base:03d}_UDASourceCT" / f"{TRAINER}__{PLANS}__2d"
+            / "fold_all")
+
+
+def run_to_the_end(config_file: Path, env: dict[str, str]) -> str:
+    result = subprocess.run(["nnUNetv2_uda_run", str(config_file)], env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def run_and_kill_when(config_file: Path, env: dict[str, str], log: Path, ready) -> object:
+    """Starts the run in a process group of its own, calls ``ready()`` until it returns something, then SIGKILLs
+    the whole group (the pipeline and the stage command it runs) and returns that."""
+    with open(log, "w") as output:
+        process = subprocess.Popen(["nnUNetv2_uda_run", str(config_file)], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        deadline, seen = time.time() + 600, None
+        while time.time() < deadline and process.poll() is None and not (seen := ready()):
+            time.sleep(POLL_SECONDS)
+        if seen:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert seen, f"the moment to kill never came; the run said:\n{log.read_text()[-4000:]}"
+    return seen
+
+
+def visible_files(folder: Path) -> set[str]:
+    """Relative paths of the files under ``folder`` outside hidden (staging) folders."""
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")
+            if path.is_file() and not any(is_hidden(part) for part in path.relative_to(folder).parts)}
+
+
+def comparable(files: set[str]) -> set[str]:
+    """File names as an uninterrupted and a resumed run share them: nnU-Net names each training log by its start
+    time (a resumed training writes a second one) and parts folders carry the step's hash and the network's
+    fingerprint."""
+    names = {re.sub(r"^parts/([^/]+)/[^/]+/", r"parts/\1/*/", name) for name in files}
+    return {re.sub(r"training_log_[\d_]+\.txt", "training_log.txt", name) for name in names}
+
+
+def epochs_logged(training_log: Path) -> list[int]:
+    return [int(epoch) for epoch in re.findall(r"^\S+ \S+: Epoch (\d+) *$", training_log.read_text(), re.MULTILINE)]
+
+
+@pytest.fixture(scope="module")
+def phantoms(run_command, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("reliability")
+    run_command(["nnUNetv2_uda_make_phantoms", root / "inputs", "--num_ct", 3, "--num_mri", MRI_CASES,
+                 "--shape", 16, 48, 48, "--seed", 1])
+    return root
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(phantoms, nnunet_env) -> Path:
+    """The reference: the same run without a kill."""
+    run_to_the_end(config(phantoms, "uninterrupted", UNINTERRUPTED_BASE), nnunet_env)
+    return phantoms / "uninterrupted"
+
+
+def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_uninterrupted_run(
+        phantoms, uninterrupted, nnunet_env, run_command):
+    config_file = config(phantoms, "killed", KILLED_BASE)
+    out, fold = phantoms / "killed", fold_folder(nnunet_env, KILLED_BASE)
+
+    # 1. SIGKILL while nnUNetv2_train is in its second (last) epoch (the first has ended: its checkpoint is there)
+    def training_underway() -> bool:
+        logs = sorted(fold.glob("training_log_*.txt"))
+        return bool(logs) and 1 in epochs_logged(logs[0])
+
+    run_and_kill_when(config_file, nnunet_env, phantoms / "kill1.log", training_underway)
+    assert not (fold / "checkpoint_final.pth").exists(), "the training ended before the kill"
+    assert (fold / "checkpoint_best.pth").is_file()
+
+    # 2. rerun: the training continues from nnU-Net's checkpoint (--c), epochs are not restarted; then SIGKILL while
+    # the second prediction part is being written (the first is complete)
+    manifest = Manifest(out)
+    parts_step = out / "parts" / "pseudolabel_ct"
+
+    def second_part_underway() -> list[str] | None:
+        staged = [path for path in parts_step.rglob("*.nii.gz") if STAGING_PREFIX in str(path)
+                  and "-part_1-" in str(path)]
+        return sorted(path.name for path in parts_step.glob("*/part_*")) if staged else None
+
+    done_at_kill = run_and_kill_when(config_file, nnunet_env, phantoms / "kill2.log", second_part_underway)
+    second = (phantoms / "kill2.log").read_text()
+    match = re.search(r"train_ct: continuing nnU-Net's training from (\S+) \(epochs done: (\d+)\)", second)
+    assert match and Path(match[1]) == fold / "checkpoint_best.pth", second[-4000:]
+    continued_at = int(match[2])
+    assert continued_at >= 1
+    train_log = (out / "logs" / "train_ct.log").read_text()
+    commands = [line for line in train_log.splitlines() if line.startswith("$ nnUNetv2_train")]
+    assert len(commands) == 2 and commands[1].endswith(" --c") and not commands[0].endswith(" --c"), commands
+    training_logs = sorted(fold.glob("training_log_*.txt"), key=lambda path: path.stat().st_mtime)
+    assert len(training_logs) == 2
+    assert epochs_logged(training_logs[1]) == list(range(continued_at, EPOCHS))  # from the checkpoint on, not 0
+    assert (fold / "checkpoint_final.pth").is_file()
+    manifest.reload()
+    assert manifest.stages["train_ct"]["finished"] and not manifest.stages["pseudolabel_ct"]["finished"]
+    assert done_at_kill == ["part_0"]  # part 1 was still being written: not under its final name
+    for part in parts_step.glob("*/part_*"):  # a part under its final name is complete
+        assert len(list(part.glob("*.nii.gz"))) == MRI_CASES // 2, part
+
+    # 3. rerun to the end: complete parts are kept, the killed one is predicted again
+    statuses = run_to_the_end(config_file, nnunet_env)
+    assert "[3/3] pseudolabel_ct: resuming" in statuses and "[2/3] train_ct: skipped" in statuses
+    for part, times in ((0, 1), (1, 2)):
+        log = (out / "logs" / f"pseudolabel_ct_part{part}.log").read_text()
+        assert log.count("$ nnUNetv2_predict_fast") == times, part
+
+    # the same outcome as the uninterrupted run: the same steps finished and the same files produced, here and in
+    # nnU-Net's folders (network weights differ: nnU-Net's CPU training is not seeded, so the resumed network is
+    # compared by its files, and its predictions with a fresh prediction by the same network)
+    reference = Manifest(uninterrupted)
+    manifest.reload()
+    assert {s for s, r in manifest.stages.items() if r["finished"]} == {
+        s for s, r in reference.stages.items() if r["finished"]} == set(STEPS)
+    assert comparable(visible_files(out)) == comparable(visible_files(uninterrupted))
+    for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        folder = Path(nnunet_env[variable])
+        assert comparable(visible_files(folder / f"Dataset{KILLED_BASE}_UDASourceCT")) == comparable(
+            visible_files(folder / f"Dataset{UNINTERRUPTED_BASE}_UDASourceCT")), variable
+    assert {"checkpoint_final.pth", "checkpoint_best.pth"} <= {p.name for p in fold.iterdir()}
+    assert not (fold / "checkpoint_latest.pth").exists()
+    run_command(["nnUNetv2_predict_fast", "-i", phantoms / "inputs" / "Dataset992_PhantomMRI" / "imagesTr",
+                 "-o", phantoms / "reference_prediction", "-d", KILLED_BASE, "-c", "2d", "-tr", TRAINER, "-p", PLANS,
+                 "-f", "all", "-device", "cpu", "-npp", 1, "-nps", 1])
+    predicted = sorted((out / "pseudolabels" / "ct").glob("*.nii.gz"))
+    assert len(predicted) == MRI_CASES
+    for label_map in predicted:
+        fresh = sitk.ReadImage(str(phantoms / "reference_prediction" / label_map.name))
+        merged = sitk.ReadImage(str(label_map))
+        assert np.array_equal(sitk.GetArrayFromImage(merged), sitk.GetArrayFromImage(fresh)), label_map.name
+        assert merged.GetSpacing() == fresh.GetSpacing() and merged.GetOrigin() == fresh.GetOrigin()
+
+
+def snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
+    return {str(path): (path.stat().st_size, path.stat().st_mtime_ns) for folder in folders
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_second_run_with_the_same_dataset_id_base_is_refused_and_the_first_keeps_its_data(
+        phantoms, uninterrupted, nnunet_env):
+    raw = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{UNINTERRUPTED_BASE}_UDASourceCT"
+    owner = json.loads((raw / "dataset.json").read_text())[OWNER_KEY]
+    assert owner == {"output_folder": str(uninterrupted), "run_id": Manifest(uninterrupted).run_id}
+    first_run = [Path(nnunet_env[variable]) / raw.name
+                 for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")] + [uninterrupted]
+    before = snapshot(first_run)
+    second = config(phantoms, "second", UNINTERRUPTED_BASE)
+    for check in (["--check"], []):
+        result = subprocess.run(["nnUNetv2_uda_run", str(second), *check], env=nnunet_env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        for expected in (f"{raw} belongs to the nnUNetv2_uda_run run in {uninterrupted}", owner["run_id"],
+                         "'dataset_id_base' (now 730"):
+            assert expected in result.stderr, result.stderr
+    assert not (phantoms / "second").exists()
+    assert snapshot(first_run) == before
