@@ -1,17 +1,29 @@
-"""Stock nnUNetv2_predict versus nnUNetv2_predict_fast on one MRI-sized volume, side by side in one run.
+"""nnUNetv2_predict_fast's speed, phase by phase, and against stock nnUNetv2_predict, in one run.
 
-Prints wall time and peak memory for: the stock command, the fast command, the export step alone (logits at network
-resolution -> written segmentation, stock vs fast), the network's own sliding-window time, and the fixed costs every
-one-case call pays whatever the predictor (interpreter and imports with device start-up, model loading, reading
-and preprocessing the image, writing the segmentation): the network plus the unavoidable part of them is the floor
-that the ``fast end-to-end / network`` ratio is held against. On CUDA it also samples
-GPU memory every 0.1 s (nvidia-smi, as FLARE does) and reports its area under the curve (MB*s). Ratios are computed
-from the same run. With ``--model-folder`` (a trained nnU-Net results folder) and ``--images`` it predicts those
-images with both commands and reports per-label Dice between them; otherwise it builds a randomly initialized model of
-the paper's small 3d_fullres network (patch 40x224x192) and a synthetic volume (default 100x512x512 at 6x0.8x0.8 mm).
+Sections (each command or phase in a fresh interpreter, so that start-up and peaks do not carry over):
 
-    python bench/inference_speed.py --device cuda
-    python bench/inference_speed.py --device cpu --shape 40 192 192       # CPU-sized
+1. **one case** at ``--shape``: stock ``nnUNetv2_predict`` (unless ``--no-stock``) and ``nnUNetv2_predict_fast``
+   end to end (wall, peak memory of the process tree, on CUDA the GPU memory curve sampled every 0.1 s with
+   nvidia-smi, as FLARE does), the network's own sliding-window time, and the export step alone (stock vs fast).
+2. **start-up**: time from launching ``nnUNetv2_predict_fast`` to its first network call, less the first case's
+   reading and preprocessing (a small volume, so they are short anyway); best of three. ``import torch`` alone is
+   printed beside it: no Python predictor starts faster.
+3. **per-case work around the network** at ``--shape`` (read, check, crop, normalize, resample, decide, export,
+   write): the fast predictor as it was until now (nnU-Net's preprocessor with torch input resampling, argmax in
+   slabs, nnU-Net's writer, one step after the other) against ``nnUNetPredictorFast`` now, each = one case's wall
+   time minus its network time.
+4. **a folder of** ``--folder-cases`` volumes of ``--folder-shape`` in one call: end to end against the summed
+   network time, and seconds per case.
+
+``--trivial-network`` leaves the network out of sections 1 and 3: a 1x1x1 convolution with the real network's input
+and output channels (its classes are bands of the normalized intensity, so label maps have large regions and
+compress like segmentations) stands in for it, so that the work around the network runs on a CPU at the full
+100x512x512 size. Sections 2 and 4 always use the real network (the paper's small 3d_fullres network with random
+weights, patch 40x224x192, or ``--model-folder``). With ``--images`` both commands also predict that folder and
+per-label Dice between them is printed (use a trained ``--model-folder``).
+
+    python bench/inference_speed.py --device cpu --trivial-network --no-stock --folder-shape 16 224 192
+    python bench/inference_speed.py --device cuda                        # all at 100x512x512 (bench/gpu_check.sh)
     python bench/inference_speed.py --device cuda --model-folder $nnUNet_results/Dataset801_BTCVCT/\
 nnUNetTrainerUDASmall__nnUNetPlansUDASmall__3d_fullres --images ../shared/data/Dataset802_CHAOST2/imagesTr
 
@@ -33,13 +45,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nnunetv2_uda.evaluation.profiling import process_tree_memory_mb
 
 BENCH_DATASET_ID = 987
 BENCH_DATASET = f"Dataset{BENCH_DATASET_ID}_BenchFast"
+TRIVIAL_DATASET = "Dataset988_BenchTrivial"
 BENCH_TRAINER, BENCH_PLANS, BENCH_CONFIGURATION = "nnUNetTrainerUDASmall", "nnUNetPlansUDASmall", "3d_fullres"
-NUM_CLASSES = 14  # background + the 13 FLARE organs
+BENCH_FOLDER = Path(__file__).resolve().parent
+TRIVIAL_NETWORK_CLASS = "inference_speed.TrivialNetwork"  # importable in the commands: bench/ is on their path
+STARTUP_SHAPE = (16, 96, 96)
 
 
 # ----------------------------------------------------------------------------------------------- measurement helpers
@@ -90,11 +106,13 @@ def gpu_baseline_mb() -> float:
 
 
 def run_measured(args: list[str], env: dict, label: str) -> dict:
-    """Runs a command; wall time, peak PSS summed over its process tree (0.1 s samples), GPU memory curve."""
+    """Runs a command; wall time (and the launch time, ``time.time()``), peak PSS summed over its process tree
+    (0.1 s samples), GPU memory curve."""
     baseline = gpu_baseline_mb()
     print(f"[{label}] {' '.join(args)}", flush=True)
     peak_mb = 0.0
     with GpuMemorySampler() as sampler:
+        launched = time.time()
         start = time.perf_counter()
         process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output: list[str] = []
@@ -107,7 +125,7 @@ def run_measured(args: list[str], env: dict, label: str) -> dict:
         reader.join()
     if process.returncode != 0:
         raise RuntimeError(f"{label} failed ({process.returncode}):\n{''.join(output[-60:])}")
-    return {"wall_s": wall, "host_peak_mb": peak_mb, **sampler.summary(baseline), "output": "".join(output)}
+    return {"wall_s": wall, "launched_unix": launched, "host_peak_mb": peak_mb, **sampler.summary(baseline)}
 
 
 def _reset_host_peak() -> int:
@@ -122,7 +140,40 @@ def _host_peak_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_import_seconds(module: str, env: dict, repeats: int = 3) -> float:
+    """Seconds for a fresh interpreter to import ``module`` (best of ``repeats``: the first pays the file cache)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], env=env, check=True)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 # ------------------------------------------------------------------------------------------------ model and data
+class TrivialNetwork(torch.nn.Module):
+    """Stands in for the network where only the work around it is measured (``--trivial-network``): a 1x1x1
+    convolution from the input to the output channels. Class k scores 2 c_k x - c_k^2, so the argmax is the class
+    whose centre c_k (spread over [-2, 2]) is nearest to the normalized intensity x: label maps of large regions."""
+
+    def __init__(self, input_channels: int, num_classes: int, deep_supervision: bool = False):
+        super().__init__()
+        self.convolution = torch.nn.Conv3d(input_channels, num_classes, 1)
+        centres = torch.linspace(-2.0, 2.0, num_classes)
+        with torch.no_grad():
+            self.convolution.weight.copy_((2 * centres[:, None] / input_channels).expand(num_classes, input_channels)
+                                          .reshape(num_classes, input_channels, 1, 1, 1))
+            self.convolution.bias.copy_(-centres ** 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convolution(x)
+
+
 def write_synthetic_mri(path: Path, shape_zyx: tuple[int, ...], spacing_zyx: tuple[float, ...], seed: int = 0):
     """An abdomen-like volume: body ellipse with a few brighter ellipsoids and noise (intensities like T2 MRI)."""
     import SimpleITK as sitk
@@ -141,10 +192,20 @@ def write_synthetic_mri(path: Path, shape_zyx: tuple[int, ...], spacing_zyx: tup
     sitk.WriteImage(itk, str(path))
 
 
-def build_random_small_model(root: Path, spacing_zyx: tuple[float, ...]) -> Path:
+def _save_model(model: Path, plans: dict, dataset_json: dict, network: torch.nn.Module) -> Path:
+    (model / "fold_all").mkdir(parents=True, exist_ok=True)
+    (model / "plans.json").write_text(json.dumps(plans, indent=2))
+    (model / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    torch.save({"network_weights": network.state_dict(), "trainer_name": BENCH_TRAINER,
+                "init_args": {"configuration": BENCH_CONFIGURATION}, "inference_allowed_mirroring_axes": None},
+               model / "fold_all" / "checkpoint_final.pth")
+    return model
+
+
+def build_random_small_model(root: Path, spacing_zyx: tuple[float, ...]) -> tuple[Path, Path]:
     """Plans the paper's small network with nnUNetPlannerUDASmall from a written fingerprint (no preprocessing) and
-    saves a randomly initialized checkpoint where nnUNetv2_predict looks for it."""
-    import torch
+    saves it with random weights where nnUNetv2_predict looks for it, and beside it the same plans with
+    :class:`TrivialNetwork`. Returns both model folders."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -172,15 +233,15 @@ def build_random_small_model(root: Path, spacing_zyx: tuple[float, ...]) -> Path
     network = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
                                      configuration.network_arch_init_kwargs_req_import, 1, len(FLARE_LABELS),
                                      allow_init=True, deep_supervision=False)
-    model = root / "results" / BENCH_DATASET / f"{BENCH_TRAINER}__{BENCH_PLANS}__{BENCH_CONFIGURATION}"
-    (model / "fold_all").mkdir(parents=True, exist_ok=True)
-    (model / "plans.json").write_text(json.dumps(plans, indent=2))
-    (model / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
-    torch.save({"network_weights": network.state_dict(), "trainer_name": BENCH_TRAINER,
-                "init_args": {"configuration": BENCH_CONFIGURATION}, "inference_allowed_mirroring_axes": None},
-               model / "fold_all" / "checkpoint_final.pth")
+    identifier = f"{BENCH_TRAINER}__{BENCH_PLANS}__{BENCH_CONFIGURATION}"
+    model = _save_model(root / "results" / BENCH_DATASET / identifier, plans, dataset_json, network)
+    trivial_plans = json.loads(json.dumps(plans))
+    trivial_plans["configurations"][BENCH_CONFIGURATION]["architecture"] = {
+        "network_class_name": TRIVIAL_NETWORK_CLASS, "arch_kwargs": {}, "_kw_requires_import": []}
+    trivial = _save_model(root / "results" / TRIVIAL_DATASET / identifier, trivial_plans, dataset_json,
+                          TrivialNetwork(1, len(FLARE_LABELS)))
     print(f"random small model: patch {configuration.patch_size}, spacing {configuration.spacing}")
-    return model
+    return model, trivial
 
 
 def model_identity(model_folder: Path) -> tuple[str, str, str, str, str]:
@@ -189,15 +250,31 @@ def model_identity(model_folder: Path) -> tuple[str, str, str, str, str]:
     return str(model_folder.parent.parent), model_folder.parent.name, trainer, plans, configuration
 
 
-# ------------------------------------------------------------------------------------------- in-process phases
-def phase_network(model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
-    """The sliding window alone (what no predictor can avoid); saves the logits for the export phases."""
-    import torch
+def synthetic_folder(folder: Path, shape: tuple[int, ...], spacing: tuple[float, ...], cases: int) -> Path:
+    """``cases`` copies of one synthetic volume (writing one costs seconds at full size; the content does not
+    change a case's time)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    first = folder / "bench_000_0000.nii.gz"
+    if not first.exists():
+        write_synthetic_mri(first, shape, spacing)
+    for index in range(1, cases):
+        if not (folder / f"bench_{index:03d}_0000.nii.gz").exists():
+            shutil.copy(first, folder / f"bench_{index:03d}_0000.nii.gz")
+    return folder
 
+
+# ------------------------------------------------------------------------------------------- in-process phases
+def _predictor(model_folder: str, device: str, step_size: float):
     from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
 
     predictor = nnUNetPredictorFast(tile_step_size=step_size, device=torch.device(device), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(model_folder, ("all",))
+    return predictor
+
+
+def phase_network(model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
+    """The sliding window alone (what no predictor can avoid); saves the logits for the export phases."""
+    predictor = _predictor(model_folder, device, step_size)
     item = next(predictor._preprocess_cases([[image]], None, None))
     _sync(device)
     start = time.perf_counter()
@@ -214,7 +291,6 @@ def phase_export(kind: str, model_folder: str, device: str, workdir: str) -> dic
     """Export of the saved logits: nnU-Net's export_prediction_from_logits (kind 'stock', on the CPU as in
     nnUNetv2_predict's export workers) or ours (kind 'fast', logits on the compute device as the fast predictor
     leaves them)."""
-    import torch
     from batchgenerators.utilities.file_and_folder_operations import load_json
     from nnunetv2.inference.export_prediction import export_prediction_from_logits
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -223,10 +299,9 @@ def phase_export(kind: str, model_folder: str, device: str, workdir: str) -> dic
 
     plans_manager = PlansManager(load_json(str(Path(model_folder) / "plans.json")))
     dataset_json = load_json(str(Path(model_folder) / "dataset.json"))
-    configuration_name = Path(model_folder).name.split("__")[-1]
-    configuration = plans_manager.get_configuration(configuration_name)
+    configuration = plans_manager.get_configuration(Path(model_folder).name.split("__")[-1])
     with open(Path(workdir) / "properties.pkl", "rb") as f:
-        properties = pickle.load(f)
+        properties = pickle.load(f)  # written by phase_network of this run
     logits = np.load(Path(workdir) / "logits.npy")
     output = str(Path(workdir) / f"export_{kind}")
     if kind == "fast":
@@ -249,56 +324,61 @@ def phase_export(kind: str, model_folder: str, device: str, workdir: str) -> dic
     return result
 
 
-def phase_fixed_costs(model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
-    """What a one-case call pays besides the network and the export, each timed on its own in this fresh interpreter
-    (the interpreter's start and imports are timed from outside, in ``main``)."""
-    import torch
+def _segmentation_as_before(logits: torch.Tensor, predictor, properties: dict) -> np.ndarray:
+    """nnUNetv2_predict_fast's export until now: argmax over the class axis in slabs of 2^24 voxels (on the CPU,
+    torch reduces that outermost axis with strided reads), then the label map resampled and un-cropped as now."""
+    from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_image
 
-    from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
+    from nnunetv2_uda.inference.label_resampling import resample_label_map
 
-    start = time.perf_counter()
-    if device == "cuda":
-        torch.zeros(1, device=device)
-        torch.cuda.synchronize()
-    device_start = time.perf_counter() - start
-    predictor = nnUNetPredictorFast(tile_step_size=step_size, device=torch.device(device), allow_tqdm=False)
-    start = time.perf_counter()
-    predictor.initialize_from_trained_model_folder(model_folder, ("all",))
-    _sync(device)
-    model_load = time.perf_counter() - start
-    reader_writer = predictor.plans_manager.image_reader_writer_class()
-    start = time.perf_counter()
-    images, properties = reader_writer.read_images([image])
-    read = time.perf_counter() - start
-    start = time.perf_counter()
-    next(predictor._preprocess_cases([[image]], None, None))
-    _sync(device)
-    read_and_preprocess = time.perf_counter() - start
-    segmentation = np.random.default_rng(0).integers(0, 14, images.shape[1:], dtype=np.uint8)
-    start = time.perf_counter()
-    reader_writer.write_seg(segmentation, str(Path(workdir) / "fixed_cost_write.nii.gz"), properties)
-    write = time.perf_counter() - start
-    return {"device_start_s": device_start, "model_load_s": model_load, "read_s": read,
-            "preprocess_s": read_and_preprocess - read, "write_s": write}
+    labels = torch.empty(logits.shape[1:], dtype=torch.uint8, device=logits.device)
+    slab = max(1, 2 ** 24 // int(np.prod(logits.shape[2:])))
+    for start in range(0, logits.shape[1], slab):
+        labels[start:start + slab] = logits[:, start:start + slab].argmax(0)
+    labels = resample_label_map(labels, properties["shape_after_cropping_and_before_resampling"])
+    full = torch.zeros(tuple(properties["shape_before_cropping"]), dtype=labels.dtype, device=labels.device)
+    full = insert_crop_into_image(full, labels, properties["bbox_used_for_cropping"])
+    return full.cpu().numpy().transpose(predictor.plans_manager.transpose_backward)
 
 
-def time_imports(env: dict) -> float:
-    """Seconds for a fresh interpreter to import torch and the fast predictor (best of three: the first run pays
-    for a cold file cache)."""
-    command = [sys.executable, "-c", "import torch, nnunetv2_uda.inference.predictor"]
-    times = []
-    for _ in range(3):
+def phase_case(kind: str, model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
+    """One case, image file to written segmentation, with each step's time: ``after`` = nnUNetPredictorFast now;
+    ``before`` = the fast predictor until now (nnU-Net's preprocessor with torch input resampling, which also fills
+    holes in the nonzero mask with scipy and resamples a segmentation of it; the network; argmax in slabs; nnU-Net's
+    writer; one after the other)."""
+    predictor = _predictor(model_folder, device, step_size)
+    output = str(Path(workdir) / f"case_{kind}" / "case")
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    if kind == "after":
         start = time.perf_counter()
-        subprocess.run(command, env=env, check=True)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        predictor.predict_from_files([[image]], [output])
+        wall = time.perf_counter() - start
+        return {"wall_s": wall, **{k: v for k, v in predictor.case_timings[0].items() if k.endswith("_s")}}
+    from nnunetv2_uda.inference.input_checks import check_case_files
 
-
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
+    configuration = predictor.preprocessing_configuration()
+    reader = predictor.plans_manager.image_reader_writer_class()
+    times, started = {}, time.perf_counter()
+    start = started
+    check_case_files([image], predictor.dataset_json)
+    images, properties = reader.read_images([image])
+    times["read_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    data, _, properties = configuration.preprocessor_class(verbose=False).run_case_npy(
+        images, None, properties, predictor.plans_manager, configuration, predictor.dataset_json)
+    data = torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    times["preprocess_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    logits = predictor.predict_logits_from_preprocessed_data(data)
+    _sync(device)
+    times["network_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    segmentation = _segmentation_as_before(logits, predictor, properties)
+    times["export_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    reader.write_seg(segmentation, output + predictor.dataset_json["file_ending"], properties)
+    times["write_s"] = time.perf_counter() - start
+    return {"wall_s": time.perf_counter() - started, **times}
 
 
 def run_phase(name: str, extra: list[str], env: dict) -> dict:
@@ -310,7 +390,22 @@ def run_phase(name: str, extra: list[str], env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# ------------------------------------------------------------------------------------------------------- main
+# ------------------------------------------------------------------------------------------------ sections
+def fast_timed(command: list[str], inputs: Path, output: Path, env: dict, label: str) -> dict:
+    """``nnUNetv2_predict_fast`` with ``--timings``: the measured run and the command's own phase times."""
+    timings_file = output.parent / f"{output.name}_timings.json"
+    measured = run_measured([*command, "-i", str(inputs), "-o", str(output), "--timings", str(timings_file)], env,
+                            label)
+    timings = json.loads(timings_file.read_text())
+    cases = timings["cases"]
+    first = cases[0]
+    measured["cases"] = cases
+    measured["network_sum_s"] = sum(case["network_s"] for case in cases)
+    measured["startup_s"] = (timings["first_network_call_unix"] - measured["launched_unix"] - first["read_s"]
+                             - first["preprocess_s"])
+    return measured
+
+
 def overlap_per_label(a: np.ndarray, b: np.ndarray) -> dict[int, tuple[int, int]]:
     """Label -> (2 |A and B|, |A| + |B|), the two sums behind a Dice, so that cases can be pooled."""
     counts = {}
@@ -343,22 +438,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="Default: cuda")
     parser.add_argument("--shape", nargs=3, type=int, default=(100, 512, 512), metavar=("Z", "Y", "X"),
-                        help="Synthetic volume size (z y x). Default: 100 512 512")
+                        help="Volume size of sections 1 and 3 (z y x). Default: 100 512 512")
     parser.add_argument("--spacing", nargs=3, type=float, default=(6.0, 0.8, 0.8), metavar=("Z", "Y", "X"),
-                        help="Synthetic volume spacing in mm (z y x). Default: 6 0.8 0.8")
+                        help="Spacing of every synthetic volume in mm (z y x). Default: 6 0.8 0.8")
+    parser.add_argument("--folder-shape", nargs=3, type=int, default=None, metavar=("Z", "Y", "X"),
+                        help="Volume size of section 4 (a size where the real network runs in reasonable time). "
+                             "Default: --shape")
+    parser.add_argument("--folder-cases", type=int, default=10, help="Cases in section 4 (0: skip). Default: 10")
     parser.add_argument("--step-size", type=float, default=0.5, help="Tile step for both predictors. Default: 0.5")
+    parser.add_argument("--trivial-network", action="store_true",
+                        help="Leave the network out of sections 1 and 3 (a trivial network of the same output "
+                             "shape stands in), so that they run on a CPU at full size")
+    parser.add_argument("--no-stock", action="store_true",
+                        help="Skip stock nnUNetv2_predict and its export step (slow on a CPU at full size)")
     parser.add_argument("--model-folder", type=Path, default=None,
                         help="Trained nnU-Net results folder (trainer__plans__configuration, fold 'all'). Default: "
                              "a randomly initialized small 3d_fullres network")
     parser.add_argument("--images", type=Path, default=None,
                         help="Folder of images (<case>_0000.nii.gz) to predict with both commands and compare "
-                             "(per-label Dice). Default: only the synthetic volume")
+                             "(per-label Dice). Default: only the synthetic volumes")
     parser.add_argument("--label-resampling", default="nearest", choices=("nearest", "linear"),
                         help="nnUNetv2_predict_fast's --label_resampling for the end-to-end and agreement runs (the "
                              "export-step timing always uses nearest). Default: nearest")
     parser.add_argument("--input-resampling", default="torch", choices=("torch", "nnunet"),
                         help="nnUNetv2_predict_fast's --input_resampling for the end-to-end and agreement runs "
-                             "('nnunet' resamples the input exactly as stock does). Default: torch")
+                             "('nnunet' preprocesses exactly as stock does). Default: torch")
     parser.add_argument("--workdir", type=Path, default=None, help="Where to work. Default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this JSON file")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -366,108 +470,155 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_phase_from_arguments(args: argparse.Namespace) -> dict:
+    model = str(args.model_folder)
+    if args.phase == "network":
+        return phase_network(model, args.image, args.device, args.step_size, str(args.workdir))
+    if args.phase in ("before", "after"):
+        return phase_case(args.phase, model, args.image, args.device, args.step_size, str(args.workdir))
+    return phase_export(args.phase, model, args.device, str(args.workdir))
+
+
 def main() -> None:
     args = build_parser().parse_args()
     if args.phase is not None:  # internal: one measured step in a fresh interpreter
-        if args.phase == "network":
-            result = phase_network(str(args.model_folder), args.image, args.device, args.step_size, str(args.workdir))
-        elif args.phase == "fixed_costs":
-            result = phase_fixed_costs(str(args.model_folder), args.image, args.device, args.step_size,
-                                       str(args.workdir))
-        else:
-            result = phase_export(args.phase, str(args.model_folder), args.device, str(args.workdir))
-        print(json.dumps(result))
+        print(json.dumps(run_phase_from_arguments(args)))
         return
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_inference_"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="bench_inference_"))).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "nnUNet_raw": str(workdir / "raw"), "nnUNet_preprocessed": str(workdir / "preprocessed"),
-           "nnUNet_results": str(workdir / "results")}
-    if args.model_folder is None:
-        os.environ.update(env)
-        args.model_folder = build_random_small_model(workdir, tuple(args.spacing))
-    results_root, dataset, trainer, plans, configuration = model_identity(args.model_folder.resolve())
-    env["nnUNet_results"] = results_root
+           "nnUNet_results": str(workdir / "results"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_FOLDER), os.environ.get("PYTHONPATH")]))}
+    os.environ.update(env)
+    model, trivial = build_random_small_model(workdir, tuple(args.spacing))
+    if args.model_folder is not None:
+        model = args.model_folder.resolve()
+    single = trivial if args.trivial_network else model
+    spacing = tuple(args.spacing)
 
-    inputs = workdir / "input"
-    inputs.mkdir(exist_ok=True)
-    if args.images is None:
-        write_synthetic_mri(inputs / "bench_000_0000.nii.gz", tuple(args.shape), tuple(args.spacing))
-        source = inputs
-    else:
-        source = args.images
-        first = sorted(source.glob("*_0000.nii.gz"))[0]
-        shutil.copy(first, inputs / first.name)
-    timed_image = str(sorted(inputs.glob("*_0000.nii.gz"))[0])
+    def commands(model_folder: Path) -> dict[str, list[str]]:
+        results_root, dataset, trainer, plans, configuration = model_identity(model_folder)
+        common = ["-d", dataset, "-tr", trainer, "-p", plans, "-c", configuration, "-f", "all",
+                  "-step_size", str(args.step_size), "--disable_tta", "-device", args.device,
+                  "--disable_progress_bar"]
+        return {"stock": ["nnUNetv2_predict", *common, "-npp", "1", "-nps", "1"],
+                "fast": ["nnUNetv2_predict_fast", *common, "--label_resampling", args.label_resampling,
+                         "--input_resampling", args.input_resampling]}
 
-    common = ["-d", dataset, "-tr", trainer, "-p", plans, "-c", configuration, "-f", "all",
-              "-step_size", str(args.step_size), "--disable_tta", "-device", args.device, "--disable_progress_bar"]
-    figures: dict = {"device": args.device, "step_size": args.step_size, "model": str(args.model_folder),
-                     "label_resampling": args.label_resampling, "input_resampling": args.input_resampling,
-                     "timed_image": timed_image}
-    commands = {"stock": ["nnUNetv2_predict", *common, "-npp", "1", "-nps", "1"],
-                "fast": ["nnUNetv2_predict_fast", *common, "-npp", "1", "-nps", "1",
-                         "--label_resampling", args.label_resampling, "--input_resampling", args.input_resampling]}
-    for label, command in commands.items():
-        measured = run_measured([*command, "-i", str(inputs), "-o", str(workdir / f"out_{label}")], env,
-                                f"{label} end-to-end")
-        figures[f"{label}_end_to_end"] = {k: v for k, v in measured.items() if k != "output"}
-    phase_args = ["--model-folder", str(args.model_folder), "--device", args.device, "--workdir", str(workdir),
+    env["nnUNet_results"] = model_identity(model)[0]
+    figures: dict = {"device": args.device, "step_size": args.step_size, "model": str(model),
+                     "trivial_network": args.trivial_network, "shape": list(args.shape), "spacing": list(spacing),
+                     "label_resampling": args.label_resampling, "input_resampling": args.input_resampling}
+
+    # 1. one case end to end, the network alone, the export step alone
+    one_case = synthetic_folder(workdir / "input_one", tuple(args.shape), spacing, 1)
+    timed_image = str(one_case / "bench_000_0000.nii.gz")
+    single_env = {**env, "nnUNet_results": model_identity(single)[0]}
+    figures["fast_end_to_end"] = fast_timed(commands(single)["fast"], one_case, workdir / "out_fast", single_env,
+                                            "fast, one case")
+    phase_args = ["--model-folder", str(single), "--device", args.device, "--workdir", str(workdir),
                   "--step-size", str(args.step_size)]
-    figures["network_only"] = run_phase("network", [*phase_args, "--image", timed_image], env)
-    figures["export_stock"] = run_phase("stock", phase_args, env)
-    figures["export_fast"] = run_phase("fast", phase_args, env)
-    figures["fixed_costs"] = {"imports_s": time_imports(env),
-                              **run_phase("fixed_costs", [*phase_args, "--image", timed_image], env)}
-    figures["agreement_timed_image"] = compare_outputs(workdir / "out_stock", workdir / "out_fast")
+    figures["network_only"] = run_phase("network", [*phase_args, "--image", timed_image], single_env)
+    figures["export_fast"] = run_phase("fast", phase_args, single_env)
+    if not args.no_stock:
+        figures["stock_end_to_end"] = run_measured(
+            [*commands(single)["stock"], "-i", str(one_case), "-o", str(workdir / "out_stock")], single_env,
+            "stock, one case")
+        figures["export_stock"] = run_phase("stock", phase_args, single_env)
+        figures["agreement_timed_image"] = compare_outputs(workdir / "out_stock", workdir / "out_fast")
+
+    # 2. start-up, on a small volume
+    small = synthetic_folder(workdir / "input_small", STARTUP_SHAPE, spacing, 1)
+    runs = [fast_timed(commands(model)["fast"], small, workdir / f"out_startup_{i}", env, "start-up")
+            for i in range(3)]
+    figures["startup"] = {"startup_s": min(run["startup_s"] for run in runs),
+                          "import_torch_s": best_import_seconds("torch", env),
+                          "import_predictor_s": best_import_seconds("nnunetv2_uda.inference.predictor", env)}
+
+    # 3. per-case work around the network, before and after
+    case_args = [*phase_args, "--step-size", "1.0", "--image", timed_image]  # the network's time is left out anyway
+    figures["case_before"] = run_phase("before", case_args, single_env)
+    figures["case_after"] = run_phase("after", case_args, single_env)
+
+    # 4. a folder in one call
+    if args.folder_cases > 0:
+        folder = synthetic_folder(workdir / "input_folder", tuple(args.folder_shape or args.shape), spacing,
+                                  args.folder_cases)
+        figures["folder"] = fast_timed(commands(model)["fast"], folder, workdir / "out_folder", env,
+                                       f"fast, {args.folder_cases} cases")
+        figures["folder"]["shape"] = list(args.folder_shape or args.shape)
 
     if args.images is not None:
-        for label, command in commands.items():
-            measured = run_measured([*command, "-i", str(source), "-o", str(workdir / f"all_{label}")], env,
-                                    f"{label} on {source}")
-            figures[f"{label}_all_images_s"] = measured["wall_s"]
+        for label, command in commands(model).items():
+            run_measured([*command, "-i", str(args.images), "-o", str(workdir / f"all_{label}")], env,
+                         f"{label} on {args.images}")
         figures["agreement"] = compare_outputs(workdir / "all_stock", workdir / "all_fast")
     report(figures)
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2))
 
 
+def _phases(measured: dict) -> str:
+    return ", ".join(f"{key[:-2]} {value:.2f}" for key, value in measured.items()
+                     if key.endswith("_s") and key != "wall_s")
+
+
 def report(f: dict) -> None:
-    stock, fast, network = f["stock_end_to_end"], f["fast_end_to_end"], f["network_only"]
-    es, ef = f["export_stock"], f["export_fast"]
-    print(f"\n=== inference speed ({f['device']}, tile step {f['step_size']}, "
-          f"network output {network['network_shape']})")
-    for name, m in (("nnUNetv2_predict", stock), ("nnUNetv2_predict_fast", fast)):
+    fast, network = f["fast_end_to_end"], f["network_only"]
+    network_note = " (trivial network)" if f["trivial_network"] else ""
+    print(f"\n=== inference speed ({f['device']}, volume {'x'.join(map(str, f['shape']))}, tile step "
+          f"{f['step_size']}, network output {network['network_shape']}{network_note})")
+    print("\n--- 1. one case")
+    rows = [("nnUNetv2_predict_fast", fast)] + ([("nnUNetv2_predict", f["stock_end_to_end"])]
+                                                if "stock_end_to_end" in f else [])
+    for name, m in rows:
         gpu = (f", GPU peak {m['gpu_peak_mb']:.0f} MB, area {m['gpu_area_mb_s']:.0f} MB*s"
                if f["device"] == "cuda" else "")
         print(f"{name:24s} wall {m['wall_s']:8.2f} s, host peak (process tree, PSS) {m['host_peak_mb']:8.0f} MB{gpu}")
+    print(f"  fast, phases (s): start-up {fast['startup_s']:.2f}, {_phases(fast['cases'][0])}")
     print(f"{'network (sliding window)':24s} wall {network['wall_s']:8.2f} s")
-    for name, m in (("export stock", es), ("export fast", ef)):
+    exports = [("export fast", f["export_fast"])] + ([("export stock", f["export_stock"])]
+                                                     if "export_stock" in f else [])
+    for name, m in exports:
         device = f", device peak {m['device_peak_mb']:.0f} MB" if "device_peak_mb" in m else ""
         print(f"{name:24s} wall {m['wall_s']:8.2f} s, host peak {m['host_peak_mb']:8.0f} MB{device}")
-    fast_export_memory = ef["host_peak_mb"] + ef.get("device_peak_mb", 0.0)
-    print("\n--- ratios (targets in brackets)")
-    print(f"export speed-up stock/fast      {es['wall_s'] / ef['wall_s']:7.1f}x   [>= 10x]")
-    print(f"export peak memory stock/fast   {es['host_peak_mb'] / max(fast_export_memory, 1e-3):7.1f}x   [>= 5x]"
-          f"  (fast: host + device)")
-    print(f"end-to-end stock/fast           {stock['wall_s'] / fast['wall_s']:7.2f}x   [> 1x]")
-    print(f"fast end-to-end / network       {fast['wall_s'] / network['wall_s']:7.2f}x   [<= 1.3x]")
-    if "fixed_costs" in f:
-        costs = f["fixed_costs"]
-        print("\n--- fixed costs of a one-case call (s): " + ", ".join(f"{k[:-2]} {v:.2f}" for k, v in costs.items()))
-        floor = network["wall_s"] + costs["imports_s"] + costs["device_start_s"] + costs["read_s"] + costs["write_s"]
-        print(f"floor: network + imports + device start + read + write = {floor:.2f} s "
-              f"({floor / network['wall_s']:.2f}x the network: the best any predictor reaches in one call)")
-        print(f"fast end-to-end / floor         {fast['wall_s'] / floor:7.2f}x   "
-              f"(the rest: model load, preprocessing, export, hand-offs)")
+    if "stock_end_to_end" in f:
+        stock, es, ef = f["stock_end_to_end"], f["export_stock"], f["export_fast"]
+        print(f"export speed-up stock/fast      {es['wall_s'] / ef['wall_s']:7.1f}x")
+        print(f"end-to-end stock/fast           {stock['wall_s'] / fast['wall_s']:7.2f}x")
+
+    s = f["startup"]
+    print("\n--- 2. start-up: launch -> first network call, less the first case's read and preprocessing")
+    print(f"nnUNetv2_predict_fast {s['startup_s']:.2f} s   [<= 2 s]; for scale, a fresh interpreter importing torch "
+          f"{s['import_torch_s']:.2f} s, importing the predictor module (torch, nnU-Net's predictor) "
+          f"{s['import_predictor_s']:.2f} s")
+
+    before, after = f["case_before"], f["case_after"]
+    around_before = before["wall_s"] - before["network_s"]
+    around_after = after["wall_s"] - after["network_s"]
+    print(f"\n--- 3. per-case work around the network ({'x'.join(map(str, f['shape']))}{network_note})")
+    print(f"before: {around_before:7.2f} s  ({_phases(before)})")
+    print(f"now:    {around_after:7.2f} s  ({_phases(after)})")
+    print(f"now / before                    {around_after / around_before:7.3f}   [<= 0.25]")
+
+    if "folder" in f:
+        folder = f["folder"]
+        count = len(folder["cases"])
+        print(f"\n--- 4. a folder of {count} volumes of {'x'.join(map(str, folder['shape']))} in one call")
+        print(f"end to end {folder['wall_s']:.2f} s, summed network {folder['network_sum_s']:.2f} s, "
+              f"per case {folder['wall_s'] / count:.2f} s end to end and {folder['network_sum_s'] / count:.2f} s "
+              f"network; start-up {folder['startup_s']:.2f} s")
+        print(f"end to end / summed network     {folder['wall_s'] / folder['network_sum_s']:7.3f}   [<= 1.3]")
+        mean = {key: np.mean([case[key] for case in folder["cases"]]) for key in folder["cases"][0]
+                if key.endswith("_s")}
+        print("  mean per case (s): " + ", ".join(f"{key[:-2]} {value:.2f}" for key, value in mean.items()))
     for key in ("agreement_timed_image", "agreement"):
         if key in f:
             pooled = f[key]["pooled"]
-            print(f"{key}: Dice fast vs stock per label, pooled over {len(f[key]['cases'])} case(s)   [>= 0.97]")
+            print(f"\n{key}: Dice fast vs stock per label, pooled over {len(f[key]['cases'])} case(s)   [>= 0.97]")
             print("  " + ", ".join(f"{label}:{dice:.3f} ({f[key]['pooled_voxels'][label]} vox)"
                                    for label, dice in pooled.items()))
-            for case, scores in f[key]["cases"].items():
-                print(f"  {case}: " + ", ".join(f"{k}:{v:.3f}" for k, v in scores.items()))
 
 
 if __name__ == "__main__":

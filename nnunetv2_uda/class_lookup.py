@@ -12,12 +12,15 @@ touched. See docs/plugin_mechanism.md.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import pkgutil
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 
 LOOKUP_MODULE = "nnunetv2.utilities.find_class_by_name"
@@ -66,6 +69,53 @@ def _external_trainers_configured() -> bool:
     return bool(os.environ.get("nnUNet_extTrainer", "").strip())
 
 
+def _module_files(folder: str, module: str) -> Iterator[tuple[str, str]]:
+    """(module name, file) of every module under ``folder``, in nnU-Net's search order: a folder's modules first,
+    then its subpackages."""
+    found = list(pkgutil.iter_modules([folder]))
+    for info in found:
+        if not info.ispkg:
+            yield f"{module}.{info.name}", os.path.join(folder, f"{info.name}.py")
+    for info in found:
+        if info.ispkg:
+            yield from _module_files(os.path.join(folder, info.name), f"{module}.{info.name}")
+
+
+def _source_matches(path: str, pattern: re.Pattern) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return pattern.search(handle.read()) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def find_trainer_directly(class_name: str) -> type | None:
+    """The trainer class ``class_name``, importing only the module whose source defines it (``class <name>``) or,
+    for names a module answers with a module-level ``__getattr__`` (PEP 562, e.g. our budget variants), only such
+    modules. nnunetv2's trainer folder is searched before the plugin packages, in nnU-Net's order, so the answer is
+    the class nnU-Net's own search finds, without importing every trainer module (and what they import) first.
+    Returns None where no source names the class (nnU-Net's full search then decides)."""
+    spec = importlib.util.find_spec("nnunetv2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    places = [(os.path.join(spec.submodule_search_locations[0], "training", "nnUNetTrainer"),
+               "nnunetv2.training.nnUNetTrainer")]
+    for package in plugin_packages():
+        package_spec = importlib.util.find_spec(package)
+        if package_spec is not None and package_spec.submodule_search_locations:
+            places.append((package_spec.submodule_search_locations[0], package))
+    modules = [module for folder, package in places for module in _module_files(folder, package)]
+    definition = re.compile(rf"^class\s+{re.escape(class_name)}\b", re.MULTILINE)
+    answers_names = re.compile(r"^def __getattr__\(", re.MULTILINE)
+    for pattern in (definition, answers_names):
+        for module, path in modules:
+            if _source_matches(path, pattern):
+                found = getattr(importlib.import_module(module), class_name, None)
+                if isinstance(found, type):
+                    return found
+    return None
+
+
 def wrap_lookup(original: Callable) -> Callable:
     """Returns ``original`` extended to the plugin packages, failing loudly where nothing is found."""
     if getattr(original, _WRAPPED_MARKER, False):
@@ -73,6 +123,10 @@ def wrap_lookup(original: Callable) -> Callable:
 
     @functools.wraps(original)
     def recursive_find_python_class(folder: str, class_name: str, current_module: str | None, *args, **kwargs):
+        if _is_trainer_search(folder) and _is_within(folder, _nnunet_roots()):
+            found = find_trainer_directly(class_name)
+            if found is not None:
+                return found
         found = original(folder, class_name, current_module, *args, **kwargs)
         if found is not None or not _is_within(folder, _nnunet_roots()):
             return found

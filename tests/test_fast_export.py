@@ -1,5 +1,8 @@
 """The fast export step: decision at network resolution, label map to original geometry, un-crop, transpose."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -42,8 +45,7 @@ def test_region_model_sigmoid_threshold_upsampling_and_uncropping():
     np.testing.assert_array_equal(segmentation, expected)
 
 
-def test_softmax_model_argmax_in_slabs_and_transpose(monkeypatch):
-    monkeypatch.setattr(export, "DECISION_SLAB_VOXELS", 7)  # forces several slabs on this small array
+def test_softmax_model_argmax_and_transpose():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(4, 6, 3, 5)).astype(np.float16)
     pm = plans_manager(transpose_forward=(2, 0, 1))
@@ -53,7 +55,58 @@ def test_softmax_model_argmax_in_slabs_and_transpose(monkeypatch):
     np.testing.assert_array_equal(segmentation, expected)
 
 
-def test_write_segmentation_leaves_no_partial_file(tmp_path):
+def test_decision_takes_the_first_of_equal_maxima_like_argmax():
+    """fp16 logits tie often; the running maximum must break ties as argmax does (first class), not the last."""
+    logits = torch.from_numpy(np.random.default_rng(2).integers(-2, 3, size=(5, 7, 8, 9)).astype(np.float16))
+    labels = export.decide_labels(logits, plans_manager().get_label_manager({**LABEL_DATASET_JSON, "labels": {
+        "background": 0, "a": 1, "b": 2, "c": 3, "d": 4}}))
+    assert labels.dtype == torch.uint8
+    assert torch.equal(labels.long(), logits.float().argmax(0))
+    assert torch.equal(logits, torch.from_numpy(np.random.default_rng(2).integers(
+        -2, 3, size=(5, 7, 8, 9)).astype(np.float16)))  # the logits are left as they were
+
+
+def test_region_decision_in_slabs_matches_one_pass(monkeypatch):
+    logits = torch.from_numpy(np.random.default_rng(3).normal(size=(2, 6, 4, 5)).astype(np.float32))
+    label_manager = plans_manager().get_label_manager(REGION_DATASET_JSON)
+    whole = export.decide_labels(logits, label_manager)
+    monkeypatch.setattr(export, "DECISION_SLAB_VOXELS", 7)  # several slabs on this small array
+    assert torch.equal(export.decide_labels(logits, label_manager), whole)
+
+
+WRITE_UNDER_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+from nnunetv2_uda.images import ImageFileError
+from nnunetv2_uda.inference.export import write_segmentation
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+pm = PlansManager({"image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2],
+                   "transpose_backward": [0, 1, 2]})
+props = {"sitk_stuff": {"spacing": (1.0, 1.0, 1.0), "origin": (0.0, 0.0, 0.0),
+                        "direction": (1, 0, 0, 0, 1, 0, 0, 0, 1)}, "spacing": [1.0, 1.0, 1.0]}
+segmentation = np.random.default_rng(0).integers(0, 255, (32, 32, 32), dtype=np.uint8)  # 32 kB, incompressible
+try:
+    write_segmentation(segmentation, props, sys.argv[1] + "/case", pm, {"file_ending": ".nii.gz"})
+except ImageFileError as error:
+    sys.exit(f"refused: {error}")
+"""
+
+
+def test_write_cut_short_leaves_nothing_behind(tmp_path):
+    """A write that stops after 4 kB (a file size limit; a full disk does the same): ITK's writer reports success
+    and its reader would read the cut file as zeros. Nothing may be left: no file under the final name (the written
+    file is read back before it is renamed) and no partial file in a staging folder (the clean-up)."""
+    result = subprocess.run([sys.executable, "-c", WRITE_UNDER_FILE_SIZE_LIMIT, str(tmp_path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert "case.nii.gz: not written completely" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_segmentation_writes_the_file_with_its_geometry(tmp_path):
     import SimpleITK as sitk
 
     pm = PlansManager({"image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2],

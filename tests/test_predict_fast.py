@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -45,6 +46,7 @@ def stock_and_fast(tiny_trained_model, test_images, run_command, tmp_path_factor
     return out / "stock", out / "fast"
 
 
+@pytest.mark.slow
 def test_fast_output_has_input_geometry_and_matches_stock(stock_and_fast, test_images):
     stock_folder, fast_folder = stock_and_fast
     for image_file in sorted(test_images.glob("*_0000.nii.gz")):
@@ -67,27 +69,152 @@ def test_fast_output_has_input_geometry_and_matches_stock(stock_and_fast, test_i
             assert np.mean(stock_array == fast_array) > 0.8
 
 
+def _run_fast(args: list, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["nnUNetv2_predict_fast", *map(str, args)], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _assert_named_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Non-zero exit, no traceback, and one error line (argparse's usage line aside) naming every fragment."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("nnUNetv2_predict_fast: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+
+
+@pytest.mark.slow
 def test_bad_input_is_named_others_are_predicted(tiny_trained_model, test_images, tmp_path, nnunet_env):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    (inputs / "good_0000.nii.gz").write_bytes((test_images / "case_a_0000.nii.gz").read_bytes())
+    good = (test_images / "case_a_0000.nii.gz").read_bytes()
+    (inputs / "good_0000.nii.gz").write_bytes(good)
     for channel in ("0000", "0001"):
-        (inputs / f"twochannels_{channel}.nii.gz").write_bytes((test_images / "case_a_0000.nii.gz").read_bytes())
+        (inputs / f"twochannels_{channel}.nii.gz").write_bytes(good)
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((30, 30), dtype=np.float32)), str(inputs / "flat_0000.nii.gz"))
     (inputs / "broken_0000.nii.gz").write_bytes(b"this is not an image")
-    result = subprocess.run(["nnUNetv2_predict_fast", "-i", str(inputs), "-o", str(tmp_path / "out"),
-                             *map(str, model_args(tiny_trained_model))], env=nnunet_env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode != 0
-    assert "3 case(s) could not be predicted" in result.stderr, result.stderr
-    assert re.search(r"twochannels_0000\.nii\.gz, twochannels_0001\.nii\.gz: 2 channel file\(s\), but the model "
-                     r"expects 1", result.stderr)
-    assert re.search(r"flat_0000\.nii\.gz: is a 2D image", result.stderr)
-    assert re.search(r"broken_0000\.nii\.gz: cannot be read as an image", result.stderr)
-    written = sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz"))
-    assert written == ["good.nii.gz"]
+    (inputs / "nosuffix.nii.gz").write_bytes(good)
+    (inputs / "cut_0000.nii.gz").write_bytes(good[:len(good) // 2])  # SimpleITK alone reads it, zero-filled
+    image = sitk.ReadImage(str(test_images / "case_a_0000.nii.gz"))
+    array = sitk.GetArrayFromImage(image)
+    array[3, 4, 5] = np.nan  # ITK's reader alone turns it into 0
+    with_nan = sitk.GetImageFromArray(array)
+    with_nan.CopyInformation(image)
+    sitk.WriteImage(with_nan, str(inputs / "nan_0000.nii.gz"))
+    # leftovers of a killed writer: hidden, never cases
+    (inputs / ".tmp_leftover_0000.nii.gz").write_bytes(good)
+    (inputs / ".partial-123-x_0000.nii.gz-abc").mkdir()
+    (inputs / ".partial-123-x_0000.nii.gz-abc" / "x_0000.nii.gz").write_bytes(good)
+
+    result = _run_fast(["-i", inputs, "-o", tmp_path / "out", *model_args(tiny_trained_model)], nnunet_env)
+    _assert_named_error(result, "6 case(s) could not be predicted",
+                        "twochannels_0000.nii.gz, twochannels_0001.nii.gz: 2 channel file(s), but the model expects 1",
+                        "flat_0000.nii.gz: is a 2D image", "broken_0000.nii.gz: cannot be read as an image",
+                        "nosuffix.nii.gz: not named <case>_0000.nii.gz", "cut_0000.nii.gz: truncated",
+                        "nan_0000.nii.gz: 1 voxel(s) are NaN or infinite")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["good.nii.gz"]
+
+    allowed = _run_fast(["-i", inputs, "-o", tmp_path / "allowed", *model_args(tiny_trained_model),
+                         "--allow_nonfinite"], nnunet_env)
+    _assert_named_error(allowed, "5 case(s) could not be predicted")
+    assert "nan_0000.nii.gz: 1 NaN or infinite voxel(s) replaced by" in allowed.stderr
+    assert sorted(p.name for p in (tmp_path / "allowed").glob("*.nii.gz")) == ["good.nii.gz", "nan.nii.gz"]
+    assert not [p for p in (tmp_path / "allowed").iterdir() if p.name.startswith(".")]
 
 
+@pytest.fixture
+def untrained_model(tmp_path) -> tuple[dict, list[str]]:
+    """A model folder with what the command reads before the network (dataset.json, plans.json), for the checks
+    that need no trained model; returns the environment and the model's flags."""
+    results = tmp_path / "results"
+    folder = results / "Dataset950_Fake" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    (folder / "fold_all").mkdir(parents=True)
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "file_ending": ".nii.gz",
+                                                     "labels": {"background": 0, "liver": 1}, "numTraining": 1}))
+    (folder / "plans.json").write_text(json.dumps({"plans_name": "nnUNetPlans", "configurations": {}}))
+    env = {**os.environ, "nnUNet_results": str(results), "nnUNet_raw": str(tmp_path / "raw"),
+           "nnUNet_preprocessed": str(tmp_path / "preprocessed")}
+    (tmp_path / "images").mkdir()
+    write_nifti(make_tiny_case(seed=7)[0], tmp_path / "images" / "case_0000.nii.gz")
+    return env, ["-d", "950", "-c", "3d_fullres", "-f", "all", "-device", "cpu", "--disable_progress_bar"]
+
+
+def test_crafted_checkpoint_runs_nothing(untrained_model, tmp_path):
+    """nnU-Net's predictor loads checkpoints with weights_only=False: a crafted pickle runs a command."""
+    env, flags = untrained_model
+    marker = tmp_path / "marker"
+    checkpoint = Path(env["nnUNet_results"]) / "Dataset950_Fake" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / \
+        "fold_all" / "checkpoint_final.pth"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainer", "evil": Evil()}, checkpoint)
+    result = _run_fast(["-i", tmp_path / "images", "-o", tmp_path / "out", *flags], env)
+    _assert_named_error(result, f"{checkpoint}: refused")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("extra", "fragments"), [
+    (["-step_size", "0"], ["-step_size", "in (0, 1]", "'0'"]),
+    (["-step_size", "2"], ["-step_size", "'2'"]),
+    (["-step_size", "nan"], ["-step_size", "'nan'"]),
+    (["-num_parts", "0"], ["-num_parts", "positive integer"]),
+    (["-part_id", "-1"], ["-part_id", "'-1'"]),
+    (["-part_id", "2", "-num_parts", "2"], ["-part_id 2: must be smaller than -num_parts (2)"]),
+    (["-f", "first"], ["-f", "'first'"]),
+    (["-d", "951"], ["-d 951"]),
+    (["-i", "{missing}"], ["missing: input folder does not exist"]),
+    (["-i", "{empty}"], ["empty: no image files ending in .nii.gz", "<case>_0000.nii.gz"]),
+    (["-o", "{images}"], ["is the input"]),
+    (["-o", "{images}/predictions"], ["lies inside the input"]),
+], ids=["step_0", "step_2", "step_nan", "num_parts_0", "part_id_negative", "part_id_too_large", "fold_name",
+        "unknown_dataset", "missing_input", "empty_input", "output_is_input", "output_inside_input"])
+def test_bad_arguments_are_named_before_any_model_loads(untrained_model, tmp_path, extra, fragments):
+    env, flags = untrained_model
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    places = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "images": tmp_path / "images"}
+    extra = [value.format(**places) for value in extra]
+    args = ["-i", tmp_path / "images", "-o", tmp_path / "out", *flags]
+    for flag, value in zip(extra[::2], extra[1::2], strict=True):
+        args = [*args[:args.index(flag) + 1], value, *args[args.index(flag) + 2:]] if flag in args else \
+            [*args, flag, value]
+    result = _run_fast(args, env)
+    _assert_named_error(result, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_listing_groups_channels_names_misnamed_files_and_ignores_hidden_ones(tmp_path):
+    from nnunetv2_uda.inference.cases import InputFolderError, list_cases
+
+    for name in ("a_0000.nii.gz", "a_0001.nii.gz", "b_0000.nii.gz", "nosuffix.nii.gz", ".tmp_c_0000.nii.gz",
+                 "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / ".partial-1-d_0000.nii.gz-x").mkdir()
+    (tmp_path / "e_0000.nii.gz").mkdir()  # a folder is not an image file
+    listing = list_cases(tmp_path, ".nii.gz", 2)
+    assert listing.cases == [[str(tmp_path / "a_0000.nii.gz"), str(tmp_path / "a_0001.nii.gz")]]
+    assert sorted(listing.failures) == ["b", "nosuffix.nii.gz"]
+    assert "b_0000.nii.gz: 1 channel file(s), but the model expects 2 (_0000 .. _0001)" in listing.failures["b"]
+    assert "rename it to nosuffix_0000.nii.gz" in listing.failures["nosuffix.nii.gz"]
+    with pytest.raises(InputFolderError, match="no image files ending in .nrrd"):
+        list_cases(tmp_path, ".nrrd", 1)
+    with pytest.raises(InputFolderError, match="does not exist"):
+        list_cases(tmp_path / "missing", ".nii.gz", 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_named(untrained_model, tmp_path):
+    env, flags = untrained_model
+    flags = [flag if flag != "cpu" else "cuda" for flag in flags]
+    _assert_named_error(_run_fast(["-i", tmp_path / "images", "-o", tmp_path / "out", *flags], env),
+                        "-device cuda: no CUDA device")
+
+
+@pytest.mark.slow
 def test_in_process_api_for_other_modules(tiny_trained_model, test_images):
     import nnunetv2
     from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
@@ -112,6 +239,7 @@ def test_in_process_api_for_other_modules(tiny_trained_model, test_images):
                                   from_files[0])
 
 
+@pytest.mark.slow
 def test_nnunet_input_resampling_preprocesses_exactly_like_stock(tiny_trained_model, test_images):
     from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
 

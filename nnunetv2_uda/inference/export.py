@@ -2,14 +2,14 @@
 
 nnU-Net's ``convert_predicted_logits_to_segmentation_with_correct_shape`` resamples all C logit channels to the
 original spacing (in float, on the CPU) and only then takes the argmax. Here the decision is made first, on the
-device the logits are on, in slabs so that no full-size float or int64 copy of the logits is ever made; the uint8
-map is resampled in torch, and un-cropping, transposition and the writer are nnU-Net's, so files open exactly like
-stock ones.
+device the logits are on, without any full-size float or int64 copy of the logits; the uint8 map is resampled in
+torch, and un-cropping, transposition and the writer are nnU-Net's, so files open exactly like stock ones. Files
+are written through :mod:`nnunetv2_uda.atomic_files`: a final name only ever holds a complete file.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,9 +17,12 @@ from acvl_utils.cropping_and_padding.bounding_boxes import insert_crop_into_imag
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
+from nnunetv2_uda.atomic_files import write_atomically
+from nnunetv2_uda.command_line import one_line
+from nnunetv2_uda.images import ImageFileError, verify_voxels
 from nnunetv2_uda.inference.label_resampling import resample_label_map
 
-DECISION_SLAB_VOXELS = 2 ** 24  # voxels per slab for the class decision: bounds the temporary float/int64 tensors
+DECISION_SLAB_VOXELS = 2 ** 24  # voxels per slab for region models' decision: bounds the temporary float tensors
 
 
 def label_dtypes(label_manager: LabelManager) -> tuple[torch.dtype, np.dtype]:
@@ -31,17 +34,23 @@ def label_dtypes(label_manager: LabelManager) -> tuple[torch.dtype, np.dtype]:
 
 @torch.inference_mode()
 def decide_labels(logits: torch.Tensor | np.ndarray, label_manager: LabelManager) -> torch.Tensor:
-    """Argmax (softmax models) or sigmoid + threshold in ``regions_class_order`` (region models) of (C, x, y[, z])
-    logits, slab by slab along the first spatial axis; returns the label map on the logits' device."""
+    """The label map of (C, x, y[, z]) logits on their device: argmax (softmax models; the first of equal maxima,
+    as ``argmax``) or sigmoid + threshold in ``regions_class_order`` (region models, slab by slab along the first
+    spatial axis)."""
     logits = torch.as_tensor(logits)
     torch_dtype, _ = label_dtypes(label_manager)
-    labels = torch.empty(logits.shape[1:], dtype=torch_dtype, device=logits.device)
-    slab = max(1, DECISION_SLAB_VOXELS // max(1, int(np.prod(logits.shape[2:]))))
-    for start in range(0, logits.shape[1], slab):
-        chunk = logits[:, start:start + slab]
-        # nnU-Net's softmax branch goes through numpy, which cannot read GPU tensors: argmax in torch on every device
-        labels[start:start + slab] = (label_manager.convert_logits_to_segmentation(chunk) if label_manager.has_regions
-                                      else chunk.argmax(0))
+    labels = torch.zeros(logits.shape[1:], dtype=torch_dtype, device=logits.device)
+    if label_manager.has_regions:
+        slab = max(1, DECISION_SLAB_VOXELS // max(1, int(np.prod(logits.shape[2:]))))
+        for start in range(0, logits.shape[1], slab):
+            labels[start:start + slab] = label_manager.convert_logits_to_segmentation(logits[:, start:start + slab])
+        return labels
+    # a running maximum over channels: one channel-sized buffer, and on the CPU several times faster than argmax
+    # over the first (outermost) axis, which torch reduces with strided reads
+    best = logits[0].clone()
+    for channel in range(1, logits.shape[0]):
+        labels.masked_fill_(logits[channel] > best, channel)
+        torch.maximum(best, logits[channel], out=best)
     return labels
 
 
@@ -62,18 +71,22 @@ def segmentation_from_logits_fast(logits: torch.Tensor | np.ndarray, plans_manag
 
 def write_segmentation(segmentation: np.ndarray, properties: dict, output_file_truncated: str,
                        plans_manager: PlansManager, dataset_json: dict) -> str:
-    """Writes with nnU-Net's writer under a temporary name in the same folder, then renames: an interrupted run
-    never leaves a half-written file under the final name. Returns the final path."""
-    file_ending = dataset_json["file_ending"]
-    final_path = output_file_truncated + file_ending
-    folder, name = os.path.split(os.path.abspath(final_path))
-    partial_path = os.path.join(folder, f".partial{os.getpid()}_{name}")
-    try:
-        plans_manager.image_reader_writer_class().write_seg(segmentation, partial_path, properties)
-        os.replace(partial_path, final_path)
-    finally:
-        if os.path.exists(partial_path):
-            os.remove(partial_path)
+    """Writes with the plans' writer, atomically (an interrupted or failed write leaves nothing under the final
+    name, and no temporary behind), and reads the written file back to its end before it gets its name: ITK's
+    writers report success when the disk is full or a file size limit is hit, leaving a cut file that ITK's reader
+    then fills with zeros. Returns the final path."""
+    final_path = output_file_truncated + dataset_json["file_ending"]
+    writer = plans_manager.image_reader_writer_class()
+
+    def write(temporary: Path) -> None:
+        writer.write_seg(segmentation, str(temporary), properties)
+        try:
+            verify_voxels(temporary)
+        except ImageFileError as error:
+            raise ImageFileError(f"{final_path}: not written completely, nothing was kept (is the disk full?): "
+                                 f"{one_line(error).split(': ', 1)[-1]}") from error
+
+    write_atomically(final_path, write)
     return final_path
 
 

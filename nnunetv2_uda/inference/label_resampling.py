@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-LABEL_RESAMPLING_MODES = ("nearest", "linear")
+from nnunetv2_uda.inference.options import LABEL_RESAMPLING_MODES
 
 
 def resample_label_map(labels: torch.Tensor, target_shape: Sequence[int], mode: str = "nearest") -> torch.Tensor:

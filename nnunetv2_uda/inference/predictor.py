@@ -4,11 +4,15 @@ Only small methods of ``nnUNetPredictor`` are overridden; file handling (``predi
 ``--continue_prediction``), the sliding window (Gaussian weighting, autocast on CUDA) and the writer stay nnU-Net's.
 What changes:
 
-* preprocessing runs in a background thread of this process (no spawned workers to start) and resamples the input
-  with torch on the compute device instead of scipy (``input_resampling="nnunet"`` keeps the plans' function, for
-  the closest agreement with stock predictions);
+* the model is loaded with tensors and plain data only (:func:`nnunetv2_uda.checkpoints.load_checkpoint`: a
+  checkpoint whose pickle would run code is refused), and the trainer class (whose ``build_network_architecture``
+  builds the network) is imported from its own module, not found by importing every trainer;
+* cases are read, checked (truncated, corrupt, NaN) and preprocessed in a background thread, one case ahead, so
+  that this overlaps with the network of the case before; preprocessing runs on the compute device
+  (:mod:`.preprocessing`; ``input_resampling="nnunet"`` keeps nnU-Net's own, for the closest agreement with stock);
 * logits stay on the device; the class decision is made there at network resolution, and only the uint8 label map
-  is resampled to the original geometry (:mod:`nnunetv2_uda.inference.export`);
+  is resampled to the original geometry (:mod:`nnunetv2_uda.inference.export`); the file is written in another
+  background thread while the next case runs through the network;
 * no test-time mirroring by default;
 * a case that cannot be predicted is reported by name and skipped; the others are still written, and
   :class:`CasesFailedError` is raised at the end.
@@ -19,83 +23,159 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from copy import deepcopy
+from pathlib import Path
 
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import subfiles
+from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.inference.export_prediction import (
     convert_predicted_logits_to_segmentation_with_correct_shape,
     export_prediction_from_logits,
 )
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 from nnunetv2.utilities.helpers import empty_cache
-from nnunetv2.utilities.label_handling.label_handling import convert_labelmap_to_one_hot
-from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
-from nnunetv2.utilities.utils import create_paths_fn, get_identifiers_from_splitted_dataset_folder
+from nnunetv2.utilities.label_handling.label_handling import (
+    convert_labelmap_to_one_hot,
+    determine_num_input_channels,
+)
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from torch._dynamo import OptimizedModule
 
+from nnunetv2_uda.checkpoints import CheckpointError, load_checkpoint
+from nnunetv2_uda.command_line import UserInputError, one_line
+from nnunetv2_uda.images import verify_voxels
+from nnunetv2_uda.inference.cases import list_cases
 from nnunetv2_uda.inference.export import segmentation_from_logits_fast, write_segmentation
-from nnunetv2_uda.inference.input_checks import check_case_files
-from nnunetv2_uda.inference.label_resampling import LABEL_RESAMPLING_MODES
+from nnunetv2_uda.inference.input_checks import expected_channel_names
+from nnunetv2_uda.inference.options import INPUT_RESAMPLING_MODES, LABEL_RESAMPLING_MODES
+from nnunetv2_uda.inference.preprocessing import TorchCasePreprocessor
+from nnunetv2_uda.inference.reading import read_case
 
 TORCH_INPUT_RESAMPLING = "resample_torch_fornnunet"  # nnU-Net's own torch resampling function
-INPUT_RESAMPLING_MODES = ("torch", "nnunet")
 DEFAULT_DEVICE = torch.device("cuda")
 
 
-class CasesFailedError(RuntimeError):
-    """Some cases could not be predicted; all others were. ``failures`` maps case -> reason; ``results`` holds the
-    returned segmentations of the successful cases when no output files were requested."""
+class CasesFailedError(UserInputError):
+    """Some cases could not be predicted; all others were. ``failures`` maps case (or file) -> reason; ``results``
+    holds what the successful cases returned."""
+
+    exit_code = 1
 
     def __init__(self, failures: dict[str, str], results: list | None = None):
         self.failures = dict(failures)
         self.results = results or []
-        lines = "\n".join(f"  {case}: {reason}" for case, reason in self.failures.items())
-        super().__init__(f"{len(self.failures)} case(s) could not be predicted:\n{lines}")
+        reasons = "; ".join(f"{case}: {reason}" for case, reason in self.failures.items())
+        super().__init__(f"{len(self.failures)} case(s) could not be predicted (the others were): {reasons}")
+
+
+def _failure(error: Exception) -> str:
+    """An expected error as its one-line message; anything else (a bug) with its traceback printed first."""
+    if isinstance(error, UserInputError):
+        return one_line(error)
+    traceback.print_exc()
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 def _in_background(items: Iterator[dict], prefetch: int = 1) -> Iterator[dict]:
-    """Runs ``items`` in a thread, ``prefetch`` items ahead, so that preprocessing overlaps with prediction."""
+    """Runs ``items`` in a thread, ``prefetch`` items ahead, so that reading and preprocessing overlap with
+    prediction. The thread stops when the consumer does."""
     buffer: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
     end = object()
 
     def produce():
         try:
             for item in items:
-                buffer.put(item)
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
         except BaseException as error:  # handed over to the consumer, which re-raises it
             buffer.put(error)
         buffer.put(end)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := buffer.get()) is not end:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    threading.Thread(target=produce, daemon=True, name="preprocessing").start()
+    try:
+        while (item := buffer.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 class nnUNetPredictorFast(nnUNetPredictor):
-    """Drop-in replacement for ``nnUNetPredictor`` (same constructor, plus ``label_resampling`` and
-    ``input_resampling``; TTA off by default). Initialize with ``initialize_from_trained_model_folder`` or
-    ``manual_initialization`` as usual."""
+    """Drop-in replacement for ``nnUNetPredictor`` (same constructor, plus ``label_resampling``,
+    ``input_resampling`` and ``allow_nonfinite``; TTA off by default). Initialize with
+    ``initialize_from_trained_model_folder`` or ``manual_initialization`` as usual. After a run, ``case_timings``
+    holds each case's phase times in seconds and ``first_network_call`` the time (``time.time()``) the network
+    first ran."""
 
     def __init__(self, tile_step_size: float = 0.5, use_gaussian: bool = True, use_mirroring: bool = False,
                  perform_everything_on_device: bool = True, device: torch.device = DEFAULT_DEVICE,
                  verbose: bool = False, verbose_preprocessing: bool = False, allow_tqdm: bool = True,
-                 label_resampling: str = "nearest", input_resampling: str = "torch"):
+                 label_resampling: str = "nearest", input_resampling: str = "torch", allow_nonfinite: bool = False):
         if label_resampling not in LABEL_RESAMPLING_MODES:
             raise ValueError(f"label_resampling must be one of {LABEL_RESAMPLING_MODES}, got '{label_resampling}'")
         if input_resampling not in INPUT_RESAMPLING_MODES:
             raise ValueError(f"input_resampling must be one of {INPUT_RESAMPLING_MODES}, got '{input_resampling}'")
+        if not 0 < tile_step_size <= 1:
+            raise ValueError(f"tile_step_size must be in (0, 1], got {tile_step_size}")
         super().__init__(tile_step_size, use_gaussian, use_mirroring, perform_everything_on_device, device, verbose,
                          verbose_preprocessing, allow_tqdm)
         self.label_resampling = label_resampling
         self.input_resampling = input_resampling
+        self.allow_nonfinite = allow_nonfinite
         self.failed_cases: dict[str, str] = {}
+        self.case_timings: list[dict] = []
+        self.first_network_call: float | None = None
+
+    def initialize_from_trained_model_folder(self, model_training_output_dir: str,
+                                             use_folds: tuple[int | str, ...] | list | str | None,
+                                             checkpoint_name: str = "checkpoint_final.pth"):
+        """nnU-Net's, with the checkpoints loaded as tensors and plain data only (nnU-Net's ``torch.load`` with
+        ``weights_only=False`` would run whatever a crafted checkpoint's pickle asks for) and the trainer class
+        imported from its own module."""
+        folder = Path(model_training_output_dir)
+        if use_folds is None:
+            use_folds = self.auto_detect_available_folds(str(folder), checkpoint_name)
+        folds = [use_folds] if isinstance(use_folds, str) else list(use_folds)
+        if not folds:
+            raise CheckpointError(f"{folder}: no fold_<n>/{checkpoint_name} to predict with")
+        dataset_json = load_json(str(folder / "dataset.json"))
+        plans_manager = PlansManager(load_json(str(folder / "plans.json")))
+        files = [folder / f"fold_{fold if fold == 'all' else int(fold)}" / checkpoint_name for fold in folds]
+        checkpoints = [load_checkpoint(path) for path in files]
+        try:
+            trainer_name = checkpoints[0]["trainer_name"]
+            configuration_name = checkpoints[0]["init_args"]["configuration"]
+            parameters = [checkpoint["network_weights"] for checkpoint in checkpoints]
+        except (KeyError, TypeError) as error:
+            raise CheckpointError(f"{files[0]}: not an nnU-Net checkpoint (no {error})") from error
+        configuration_manager = plans_manager.get_configuration(configuration_name)
+        label_manager = plans_manager.get_label_manager(dataset_json)
+        network = recursive_find_trainer_class_by_name(trainer_name).build_network_architecture(
+            plans_manager, configuration_manager,
+            determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
+            label_manager.num_segmentation_heads, enable_deep_supervision=False)
+        try:
+            network.load_state_dict(parameters[0])
+        except RuntimeError as error:
+            raise CheckpointError(f"{files[0]}: its weights do not fit the network that {folder / 'plans.json'} "
+                                  f"describes ({one_line(error)[:200]})") from error
+        self.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
+                                   trainer_name, checkpoints[0].get("inference_allowed_mirroring_axes"))
 
     def preprocessing_configuration(self) -> ConfigurationManager:
         """The model's configuration with the input resampled by nnU-Net's torch function on the compute device
@@ -110,34 +190,74 @@ class nnUNetPredictorFast(nnUNetPredictor):
         }
         return ConfigurationManager(configuration)
 
+    def predict_from_files(self, list_of_lists_or_source_folder: str | list[list[str]],
+                           output_folder_or_list_of_truncated_output_files: str | list[str] | None,
+                           save_probabilities: bool = False, overwrite: bool = True,
+                           num_processes_preprocessing: int = 1, num_processes_segmentation_export: int = 1,
+                           folder_with_segs_from_prev_stage: str | None = None, num_parts: int = 1,
+                           part_id: int = 0):
+        """nnU-Net's, but a source folder is listed in this process (nnU-Net forks a pool of 12 copies of the
+        torch-sized process just to group file names) by :func:`.cases.list_cases`: hidden files are never cases,
+        and misnamed files or incomplete cases are failures of their own (reported with the others at the end)."""
+        if not 0 <= part_id < num_parts:
+            raise ValueError(f"part_id must be in [0, num_parts), got part_id={part_id}, num_parts={num_parts}")
+        listing_failures = {}
+        if isinstance(list_of_lists_or_source_folder, str):
+            listing = list_cases(list_of_lists_or_source_folder, self.dataset_json["file_ending"],
+                                 len(expected_channel_names(self.dataset_json)))
+            list_of_lists_or_source_folder, listing_failures = listing.cases, listing.failures
+        try:
+            results = super().predict_from_files(
+                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
+                save_probabilities, overwrite, num_processes_preprocessing, num_processes_segmentation_export,
+                folder_with_segs_from_prev_stage, num_parts, part_id)
+        except CasesFailedError as error:
+            raise CasesFailedError({**listing_failures, **error.failures}, error.results) from None
+        if listing_failures:
+            raise CasesFailedError(listing_failures, results or [])
+        return results
+
     def _preprocess_cases(self, input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated):
-        configuration_manager = self.preprocessing_configuration()
-        preprocessor = configuration_manager.preprocessor_class(verbose=self.verbose_preprocessing)
+        """Reads, checks and preprocesses each case; yields the network input, or the reason it failed."""
+        reader = self.plans_manager.image_reader_writer_class()
+        configuration = self.preprocessing_configuration()
+        on_device = (TorchCasePreprocessor(self.plans_manager, configuration, self.device)
+                     if self.input_resampling == "torch" and TorchCasePreprocessor.handles(configuration) else None)
+        stock = configuration.preprocessor_class(verbose=self.verbose_preprocessing)
         for index, files in enumerate(input_list_of_lists):
             ofile = output_filenames_truncated[index] if output_filenames_truncated is not None else None
             seg_file = seg_from_prev_stage_files[index] if seg_from_prev_stage_files is not None else None
             case = os.path.basename(ofile) if ofile is not None else os.path.basename(files[0])
+            timings = {"case": case}
             try:
-                check_case_files(files, self.dataset_json)
-                data, seg, properties = preprocessor.run_case(files, seg_file, self.plans_manager,
-                                                              configuration_manager, self.dataset_json)
-                if seg_file is not None:
-                    one_hot = convert_labelmap_to_one_hot(seg[0], self.label_manager.foreground_labels, data.dtype)
-                    data = np.vstack((data, one_hot))
-                data = torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format)
-                yield {"data": data, "data_properties": properties, "ofile": ofile, "case": case}
+                start = time.perf_counter()
+                images, properties = read_case(files, self.dataset_json, reader, self.allow_nonfinite)
+                timings["read_s"] = time.perf_counter() - start
+                start = time.perf_counter()
+                if on_device is not None and seg_file is None:
+                    data = on_device.run(images, properties)
+                    _synchronize(self.device)
+                else:
+                    data = self._preprocess_stock(stock, configuration, images, properties, seg_file, reader)
+                timings["preprocess_s"] = time.perf_counter() - start
+                yield {"data": data, "data_properties": properties, "ofile": ofile, "case": case,
+                       "timings": timings}
             except Exception as error:  # reported by name at the end; the other cases go on
-                yield {"error": f"{type(error).__name__}: {error}", "ofile": ofile, "case": case}
+                yield {"error": _failure(error), "ofile": ofile, "case": case}
 
-    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder, *args, **kwargs):
-        """nnU-Net's, but a source folder is listed in this process: nnU-Net forks a pool of 12 copies of the
-        (torch-sized) process just to group the file names by case."""
-        if isinstance(list_of_lists_or_source_folder, str):
-            folder, ending = list_of_lists_or_source_folder, self.dataset_json["file_ending"]
-            files = subfiles(folder, suffix=ending, join=False, sort=True)
-            list_of_lists_or_source_folder = [create_paths_fn(folder, files, ending, case) for case in
-                                              get_identifiers_from_splitted_dataset_folder(folder, ending)]
-        return super()._manage_input_and_output_lists(list_of_lists_or_source_folder, *args, **kwargs)
+    def _preprocess_stock(self, preprocessor, configuration: ConfigurationManager, images: np.ndarray,
+                          properties: dict, seg_file: str | None, reader) -> torch.Tensor:
+        """nnU-Net's ``run_case_npy`` (with the previous stage's segmentation stacked on, for cascades)."""
+        seg = None
+        if seg_file is not None:
+            verify_voxels(seg_file)
+            seg = reader.read_seg(seg_file)[0]
+        data, seg, _ = preprocessor.run_case_npy(images, seg, properties, self.plans_manager, configuration,
+                                                 self.dataset_json)  # fills in ``properties``
+        if seg_file is not None:
+            one_hot = convert_labelmap_to_one_hot(seg[0], self.label_manager.foreground_labels, data.dtype)
+            data = np.vstack((data, one_hot))
+        return torch.from_numpy(data).to(dtype=torch.float32, memory_format=torch.contiguous_format)
 
     def _internal_get_data_iterator_from_lists_of_filenames(self, input_list_of_lists, seg_from_prev_stage_files,
                                                             output_filenames_truncated, num_processes):
@@ -170,48 +290,89 @@ class nnUNetPredictorFast(nnUNetPredictor):
             prediction /= len(self.list_of_parameters)
         return prediction
 
-    def _predict_case(self, data, properties: dict, ofile: str | None, save_probabilities: bool):
+    def _predict_case(self, data, properties: dict, ofile: str | None, save_probabilities: bool,
+                      timings: dict, writer: ThreadPoolExecutor):
+        """Network and class decision here; the file is written by ``writer`` (returns its future)."""
         if isinstance(data, str):  # nnU-Net's numpy iterators may hand over a temporary .npy file
             path, data = data, torch.from_numpy(np.load(data))
             os.remove(path)
+        if self.first_network_call is None:
+            self.first_network_call = time.time()
+        start = time.perf_counter()
         logits = self.predict_logits_from_preprocessed_data(data)
+        _synchronize(self.device)
+        timings["network_s"] = time.perf_counter() - start
+        start = time.perf_counter()
         if save_probabilities:  # probabilities are needed in the original geometry: nnU-Net's stock export
             logits = logits.cpu()
             if ofile is not None:
-                return export_prediction_from_logits(logits, properties, self.configuration_manager,
-                                                     self.plans_manager, self.dataset_json, ofile, True)
-            return convert_predicted_logits_to_segmentation_with_correct_shape(
-                logits, self.plans_manager, self.configuration_manager, self.label_manager, properties, True)
+                export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,
+                                              self.dataset_json, ofile, True)
+                result = ofile + self.dataset_json["file_ending"]
+            else:
+                result = convert_predicted_logits_to_segmentation_with_correct_shape(
+                    logits, self.plans_manager, self.configuration_manager, self.label_manager, properties, True)
+            timings["export_s"] = time.perf_counter() - start
+            return result
         segmentation = segmentation_from_logits_fast(logits, self.plans_manager, self.label_manager, properties,
                                                      self.label_resampling)
         del logits
-        if ofile is not None:
-            return write_segmentation(segmentation, properties, ofile, self.plans_manager, self.dataset_json)
-        return segmentation
+        timings["export_s"] = time.perf_counter() - start
+        if ofile is None:
+            return segmentation
+
+        def write() -> str:
+            start = time.perf_counter()
+            path = write_segmentation(segmentation, properties, ofile, self.plans_manager, self.dataset_json)
+            timings["write_s"] = time.perf_counter() - start
+            return path
+
+        return writer.submit(write)
 
     def predict_from_data_iterator(self, data_iterator, save_probabilities: bool = False,
                                    num_processes_segmentation_export: int = 1):
-        """Predicts and exports each case in this process; failed cases are collected, see
-        :class:`CasesFailedError`. Returns the segmentations (or written paths when output files are given)."""
-        self.failed_cases = {}
+        """Predicts each case here and writes it in a background thread while the next one is predicted; failed
+        cases are collected, see :class:`CasesFailedError`. Returns the segmentations (or written paths when output
+        files are given)."""
+        self.failed_cases, self.case_timings = {}, []
+        outcomes: list[tuple[str, object]] = []
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as writer:
+            for item in data_iterator:
+                ofile = item["ofile"]
+                case = item.get("case") or (os.path.basename(ofile) if ofile else f"array {len(outcomes)}")
+                if "error" in item:
+                    print(f"\nSkipping {case}: {item['error']}")
+                    self.failed_cases[case] = item["error"]
+                    continue
+                print(f"\nPredicting {case}:")
+                timings = item.get("timings", {"case": case})
+                self.case_timings.append(timings)
+                if len(outcomes) > 1 and isinstance(outcomes[-2][1], Future):
+                    # the previous case is written while this one runs through the network; the one before it
+                    # must be done (writes run in order): at most two label maps are held
+                    outcomes[-2][1].exception()
+                try:
+                    outcomes.append((case, self._predict_case(item["data"], item["data_properties"], ofile,
+                                                              save_probabilities, timings, writer)))
+                except Exception as error:  # one bad case must not lose the others
+                    self.failed_cases[case] = _failure(error)
+                    print(f"Failed {case}: {self.failed_cases[case]}")
+                    empty_cache(self.device)
         results = []
-        for item in data_iterator:
-            ofile = item["ofile"]
-            case = item.get("case") or (os.path.basename(ofile) if ofile else f"array {len(results)}")
-            if "error" in item:
-                print(f"\nSkipping {case}: {item['error']}")
-                self.failed_cases[case] = item["error"]
-                continue
-            print(f"\nPredicting {case}:")
+        for case, outcome in outcomes:
             try:
-                results.append(self._predict_case(item["data"], item["data_properties"], ofile, save_probabilities))
-            except Exception as error:  # one bad case must not lose the others
-                print(f"Failed {case}: {type(error).__name__}: {error}")
-                traceback.print_exc()
-                self.failed_cases[case] = f"{type(error).__name__}: {error}"
-                empty_cache(self.device)
+                results.append(outcome.result() if isinstance(outcome, Future) else outcome)
+            except Exception as error:
+                self.failed_cases[case] = _failure(error)
+                print(f"Failed to write {case}: {self.failed_cases[case]}")
         compute_gaussian.cache_clear()
         empty_cache(self.device)
         if self.failed_cases:
             raise CasesFailedError(self.failed_cases, results)
         return results
+
+
+def _synchronize(device: torch.device) -> None:
+    """Waits for the device, so that a phase's time is its own (the next step needs the result anyway)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
