@@ -150,15 +150,35 @@ def replace_nonfinite(image: sitk.Image, bad: np.ndarray, path: str | os.PathLik
     return fixed
 
 
+def _pixels(reader: sitk.ImageFileReader, path: str | os.PathLike) -> sitk.Image:
+    try:
+        return reader.Execute()
+    except RuntimeError as error:
+        raise ImageFileError(f"{path}: cannot be read as an image ({_last_line(error)})") from error
+
+
 def read_image(path: str | os.PathLike, allow_nonfinite: bool = False) -> sitk.Image:
     """Reads an image after checking that it is complete and finite (see the module docstring)."""
     reader = read_header(path)
     bad = verify_voxels(path)
-    try:
-        image = reader.Execute()
-    except RuntimeError as error:
-        raise ImageFileError(f"{path}: cannot be read as an image ({_last_line(error)})") from error
+    image = _pixels(reader, path)
     return image if bad is None else replace_nonfinite(image, bad, path, allow_nonfinite)
+
+
+def check_label_map(path: str | os.PathLike) -> sitk.ImageFileReader:
+    """The header of a label map checked whole: complete, and no NaN or infinite voxel, which no flag allows (no
+    value could stand in for a label id)."""
+    reader = read_header(path)
+    bad = verify_voxels(path)
+    if bad is not None:
+        raise ImageFileError(f"{path}: {int(bad.sum())} voxel(s) are NaN or infinite; a label map must hold label "
+                             f"ids only")
+    return reader
+
+
+def read_label_map(path: str | os.PathLike) -> sitk.Image:
+    """Reads a label map after :func:`check_label_map`."""
+    return _pixels(check_label_map(path), path)
 
 
 def read_array(path: str | os.PathLike, allow_nonfinite: bool = False) -> tuple[np.ndarray, sitk.Image]:

@@ -243,7 +243,8 @@ def test_corrupt_truncated_nan_and_non_integer_files_are_named(folders, tmp_path
     message = str(raised.value)
     assert message.startswith("3 case(s) cannot be scored, nothing was written")
     assert f"{truncated}: truncated" in message
-    assert f"{pred_dir / 'case_1.nii.gz'}: 1 voxel(s) are NaN" in message
+    assert f"{pred_dir / 'case_1.nii.gz'}: 1 voxel(s) are NaN or infinite; a label map must hold label ids" in message
+    assert "--allow_nonfinite" not in message  # no such flag here: no value could stand in for a label id
     assert f"{not_labels}: holds non-integer values" in message
     assert_nothing_written(tmp_path / "out")
 
@@ -268,3 +269,30 @@ def test_nonsense_numbers_are_refused_at_parsing(folders, tmp_path, flag, value)
                              flag, value], capture_output=True, text=True)
     assert result.returncode == 2 and f"argument {flag}" in result.stderr and value in result.stderr, result.stderr
     assert_nothing_written(tmp_path / "out")
+
+
+def test_the_ground_truth_and_files_this_command_did_not_write_are_never_written(folders, tmp_path):
+    gt_dir, pred_dir, _ = folders
+    ground_truth = {path: path.read_bytes() for path in gt_dir.iterdir()}
+    assert_one_line_error(run_evaluate(pred_dir, gt_dir, "-o", gt_dir), str(gt_dir), "never written")
+    assert_one_line_error(run_evaluate(pred_dir, gt_dir, "-o", gt_dir / "scores"), "lies inside the ground-truth")
+    assert_one_line_error(run_evaluate(gt_dir, gt_dir), "the prediction and ground-truth folders are the same")
+    assert {path: path.read_bytes() for path in gt_dir.iterdir()} == ground_truth
+
+    nnunet_summary = pred_dir / "summary.json"  # what nnUNetv2_evaluate_folder leaves in a prediction folder
+    nnunet_summary.write_text(json.dumps({"foreground_mean": {"Dice": 0.9}, "metric_per_case": []}))
+    assert_one_line_error(run_evaluate(pred_dir, gt_dir), str(nnunet_summary), "not written by this command", "-o")
+    (tmp_path / "scores.txt").write_text("mine")
+    assert_one_line_error(run_evaluate(pred_dir, gt_dir, "-o", tmp_path / "scores.txt"), "is not a folder")
+    assert json.loads(nnunet_summary.read_text())["foreground_mean"] == {"Dice": 0.9}
+    assert not (pred_dir / "metrics.csv").exists() and (tmp_path / "scores.txt").read_text() == "mine"
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.csv").write_text("my own table")
+    assert_one_line_error(run_evaluate(pred_dir, gt_dir, "-o", out), str(out / "metrics.csv"))
+    assert (out / "metrics.csv").read_text() == "my own table"
+    (out / "metrics.csv").unlink()
+    evaluate_folder(pred_dir, gt_dir, out, num_processes=1, progress=False)
+    evaluate_folder(pred_dir, gt_dir, out, num_processes=1, progress=False)  # its own results are replaced
+    assert json.loads((out / "summary.json").read_text())["num_cases"] == 3

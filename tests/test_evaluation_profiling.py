@@ -128,9 +128,36 @@ def test_nonsense_numbers_are_refused_at_parsing(input_folder, tmp_path, options
 
 
 def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
-    for args, named, code in [((tmp_path / "absent", tmp_path / "out", "--", "true", "{input}"), "absent", 1),
+    for args, named, code in [((tmp_path / "absent", tmp_path / "out", "--", "true", "{input}"), "absent", 2),
                               ((input_folder, tmp_path / "out", "--", "true"), "{input} placeholder", 2)]:
         result = run_profile(*args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == code and len(lines) == 1 and named in lines[0], result.stderr
         assert lines[0].startswith("nnUNetv2_uda_profile: error: ")
+
+
+def test_the_input_folder_and_a_csv_this_command_did_not_write_are_never_written(input_folder, tmp_path):
+    before = {path.name: path.read_bytes() for path in input_folder.iterdir()}
+    for args, named in [((input_folder, input_folder), "output folder"),
+                        ((input_folder, input_folder / "predictions"), "output folder"),
+                        ((input_folder, tmp_path / "out", "--csv", input_folder / "profile.csv"), "--csv folder")]:
+        result = run_profile(*args, "--", sys.executable, "-c", COPY, "{input}", "{output}")
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert named in lines[0] and "lies inside the input folder" in lines[0] and str(input_folder) in lines[0]
+    assert {path.name: path.read_bytes() for path in input_folder.iterdir()} == before
+
+    mine = tmp_path / "out" / "profile.csv"
+    mine.parent.mkdir()
+    mine.write_text("my own notes\n")
+    with pytest.raises(ProfileError, match="profile.csv exists and was not written by this command"):
+        profile_folder(input_folder, tmp_path / "out", [sys.executable, "-c", COPY, "{input}", "{output}"],
+                       progress=False)
+    assert mine.read_text() == "my own notes\n" and sorted(p.name for p in mine.parent.iterdir()) == ["profile.csv"]
+
+
+def test_an_input_file_without_its_channel_suffix_is_named(input_folder, tmp_path):
+    (input_folder / "d.nii.gz").write_bytes(b"x")
+    with pytest.raises(ProfileError, match=r"d\.nii\.gz: not named <case>_0000\.nii\.gz"):
+        profile_folder(input_folder, tmp_path / "out", ["true", "{input}"], progress=False)
+    assert not (tmp_path / "out").exists()

@@ -228,9 +228,22 @@ def test_filter_names_a_bad_snapshot_folder(snapshots, tmp_path):
             path.unlink()
         epoch_folder.rmdir()
     error_line(run(FILTER, snapshot_folder, out), snapshot_folder / "epoch_0003", "is missing")
-    (snapshot_folder / "snapshots.json").write_text("[1, 2")
-    error_line(run(FILTER, snapshot_folder, out), snapshot_folder / "snapshots.json", "not a snapshot record")
+    for record, problem in (("[1, 2", "not valid JSON"), ("[1, 2]", "holds a list"),
+                            ('{"epochs": [1]}', "lacks 'target_images'"),
+                            ('{"target_images": "x", "epochs": ["last"]}', "must be lists of epoch numbers")):
+        (snapshot_folder / "snapshots.json").write_text(record)
+        error_line(run(FILTER, snapshot_folder, out), snapshot_folder / "snapshots.json", problem,
+                   "not the record nnUNetTrainerUDAPseudoLabel writes")
     assert not out.exists()
+
+
+def test_target_images_not_named_as_cases_are_named_as_such(snapshots, tmp_path):
+    snapshot_folder, images = snapshots
+    for image in images.glob("*_0000.nii.gz"):  # images named like labels: no channel suffix
+        image.rename(image.with_name(image.name.replace("_0000", "")))
+    error_line(run(FILTER, snapshot_folder, tmp_path / "out"), images, "holds no cases",
+               "expected files named <case>_0000.nii.gz")
+    assert not (tmp_path / "out").exists()
 
 
 def test_filter_names_bad_cases_and_writes_the_others(snapshots, tmp_path):
@@ -263,8 +276,11 @@ def test_mdm_names_bad_inputs(two_domains, tmp_path):
     error_line(run(MDM, images, tmp_path / "empty", out), tmp_path / "empty", "no cases")
     error_line(run(MDM, images, labels, out, "--order", "T2", "FLAIR", "T1"), "['FLAIR']", "--order")
     error_line(run(MDM, images, labels, out), "--order", "--uncertainty_csv")
-    error_line(run(MDM, images, labels, out, "--uncertainty_csv", tmp_path / "u.csv"), tmp_path / "u.csv",
-               "No such file")
+    error_line(run(MDM, images, labels, out, "--uncertainty_csv", tmp_path / "u.csv"), "--uncertainty_csv",
+               tmp_path / "u.csv", "does not exist")
+    result = run(MDM, images, labels, out, "--order", "T2", "T1", "--sequences_csv", tmp_path / "s.csv")
+    assert result.returncode == 2  # bad input, as every other bad flag
+    error_line(result, "--sequences_csv", tmp_path / "s.csv", "does not exist")
     (tmp_path / "u.csv").write_text("case,u\nmri_T2_0001,0.1\nmri_T2_0002,abc\n")
     error_line(run(MDM, images, labels, out, "--uncertainty_csv", tmp_path / "u.csv"), tmp_path / "u.csv",
                "row 2", "'abc'")
@@ -303,6 +319,28 @@ def test_mdm_images_with_nan_need_allow_nonfinite(two_domains, tmp_path):
                  "--allow_nonfinite")
     assert result.returncode == 0 and "replaced" in result.stderr and str(image_file) in result.stderr
     assert sorted(label_files(tmp_path / "out2")) == ["mri_T1_0003", "mri_T2_0001", "mri_T2_0002"]
+
+
+def test_label_maps_with_nan_are_named_without_offering_a_flag_to_replace_them(two_domains, label_maps, tmp_path):
+    images, labels = two_domains
+    label_file = labels / "mri_T2_0001.nii.gz"
+    write_float_image(label_file, label_file, nan=True)
+    result = run(MDM, images, labels, tmp_path / "out", "--order", "T2", "T1", "--allow_nonfinite")
+    line = error_line(result, "1 of 3 case(s) failed", f"{label_file}: 1 voxel(s) are NaN or infinite",
+                      "a label map must hold label ids")
+    assert "pass --allow_nonfinite" not in line  # the flag is for images: no value could stand in for a label id
+    write_float_image(label_maps / "case_a.nii.gz", label_maps / "case_a.nii.gz", nan=True)
+    line = error_line(run(LARGEST, label_maps, tmp_path / "lcc"), "1 of 2 case(s) failed",
+                      f"{label_maps / 'case_a.nii.gz'}: 1 voxel(s) are NaN or infinite", "label ids")
+    assert "--allow_nonfinite" not in line
+    assert sorted(label_files(tmp_path / "lcc")) == ["case_b"]
+
+
+def test_largest_component_warns_of_labels_in_no_label_map(label_maps, tmp_path):
+    result = run(LARGEST, label_maps, tmp_path / "out", "--labels", "2", "99", "77")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: --labels 77 99: in no label map of {label_maps}; nothing done for them"]
 
 
 @pytest.mark.parametrize(("flags", "flag"), [

@@ -249,3 +249,33 @@ def test_malformed_dataset_json_is_named(tmp_path, dataset_json, message):
     with pytest.raises(DatasetError, match=re.escape(f"Dataset '{source}': ") + ".*" + re.escape(message)):
         convert_dataset_to_anatomy_space(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_not_named_as_a_case_is_named_before_anything_is_written(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset963_CT", ("a",))
+    stray = source / "imagesTr" / "b.nii.gz"  # no _0000: nnU-Net cannot tell its case or channel
+    shutil.copyfile(source / "imagesTr" / "a_0000.nii.gz", stray)
+    error = _one_line_error(_sobel(source, tmp_path / "out"), stray, "not an image of a case", "_0000.nii.gz")
+    assert "left out" not in error
+    shutil.move(stray, source / "imagesTr" / "a_0001.nii.gz")  # a second channel of a one-channel dataset
+    with pytest.raises(DatasetError, match="a_0001.nii.gz: not an image of a case"):
+        convert_dataset_to_anatomy_space(source, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset963_CT"]
+
+
+def test_a_case_without_its_label_map_in_a_labeled_dataset_is_named_and_the_others_written(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset964_CT", ("a", "b"))
+    (source / "labelsTr" / "b.nii.gz").unlink()
+    target = tmp_path / "Dataset965_CTAnatomy"
+    _one_line_error(_sobel(source, target), "1 of 2 case(s) left out", "case 'b'", source / "labelsTr" / "b.nii.gz",
+                    "label map missing")
+    assert sorted(p.name for p in (target / "imagesTr").iterdir()) == ["a_0000.nii.gz"]
+    assert sorted(p.name for p in (target / "labelsTr").iterdir()) == ["a.nii.gz"]
+
+
+def test_an_unlabeled_dataset_converts_without_label_maps(tmp_path):
+    source = _source_dataset(tmp_path / "Dataset966_MRI", ("a",))
+    shutil.rmtree(source / "labelsTr")
+    target = convert_dataset_to_anatomy_space(source, tmp_path / "Dataset967_MRIAnatomy")
+    assert sorted(p.name for p in (target / "imagesTr").iterdir()) == ["a_0000.nii.gz"]
+    assert not any((target / "labelsTr").iterdir())

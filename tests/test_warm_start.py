@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.run.load_pretrained_weights import load_pretrained_weights
 
+from nnunetv2_uda.command_line import TRACEBACK_VARIABLE
 from nnunetv2_uda.training.warm_start import (
     HEAD_KEY,
     PRETRAINED_HEADS_VARIABLE,
     PretrainedHeadsError,
     load_segmentation_heads,
     pretrained_weights_argument,
+    refused_in_one_line,
 )
 
 WARM_TRAINER = "nnUNetTrainerUDAQuick_1epochs_1iters_noval"
@@ -133,8 +136,10 @@ def test_a_crafted_checkpoint_is_refused_by_a_real_warm_start(tiny_dataset, tiny
 
     result = warm_start(tiny_dataset, nnunet_env, "nnUNetTrainerUDAQuick_1epochs_2iters_noval", crafted, heads)
 
-    assert result.returncode != 0
-    assert f"-pretrained_weights: {crafted}: refused" in result.stderr, result.stderr[-3000:]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and errors[0].startswith("nnUNetv2_train: error: "), result.stderr[-3000:]
+    assert f"-pretrained_weights: {crafted}: refused: loading it would call" in errors[0]
     assert not crafted.with_suffix(".ran").exists(), "the checkpoint's pickle ran a command"
 
 
@@ -147,3 +152,16 @@ def test_a_real_checkpoint_still_warm_starts_with_its_heads(tiny_trained_model, 
     log = next((Path(nnunet_env["nnUNet_results"]) / tiny_dataset.name / f"{WARM_TRAINER}__nnUNetPlansUDASmall__2d"
                 / "fold_all").glob("training_log_*.txt")).read_text()
     assert f"segmentation head weights loaded from {source}" in log
+
+
+def test_a_refused_warm_start_ends_nnunets_command_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bin/nnUNetv2_train", "900", "2d", "all"])
+    monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
+    crafted = crafted_checkpoint(tmp_path / "crafted.pth", small_unet().state_dict())
+    with pytest.raises(SystemExit) as exited, refused_in_one_line():
+        load_segmentation_heads(small_unet(), crafted)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"nnUNetv2_train: error: {PRETRAINED_HEADS_VARIABLE}: {crafted}: refused: loading it "
+                            f"would call {os.system.__module__}.system") and error.count("\n") == 1, error
+    assert not crafted.with_suffix(".ran").exists()

@@ -12,6 +12,7 @@ reported per file.
 from __future__ import annotations
 
 import csv
+import json
 import multiprocessing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from nnunetv2_uda.evaluation.tables import (
     format_table5,
     summary_statistics,
 )
-from nnunetv2_uda.images import read_image
+from nnunetv2_uda.images import read_label_map
 
 METRICS_CSV = "metrics.csv"
 SUMMARY_JSON = "summary.json"
@@ -137,7 +138,7 @@ def _box(boxes: list, label: int | None) -> tuple[slice, ...] | None:
 
 
 def _read_labels(path: Path) -> tuple[sitk.Image, np.ndarray]:
-    image = read_image(path)
+    image = read_label_map(path)
     return image, _integer_labels(image, path)
 
 
@@ -227,7 +228,8 @@ def evaluate_folder(
     for folder, what in ((pred_dir, "prediction"), (gt_dir, "ground truth")):
         if not folder.is_dir():
             raise EvaluationError(f"{what} folder {folder} does not exist")
-    output_folder = Path(output_folder) if output_folder is not None else pred_dir
+    output_folder = _check_output_folder(Path(output_folder) if output_folder is not None else pred_dir, pred_dir,
+                                         gt_dir)
     pred_labels = read_dataset_labels(pred_dataset_json or find_dataset_json(pred_dir, search_parent=False))
     gt_labels = read_dataset_labels(gt_dataset_json or find_dataset_json(gt_dir, search_parent=True))
     specs = match_organs(pred_labels.labels, gt_labels.labels, organs, default_tolerance_mm)
@@ -249,7 +251,7 @@ def evaluate_folder(
             outcomes = list(tqdm(pool.imap(_score_case_star, tasks), **bar))
     errors = [outcome["error"] for outcome in outcomes if outcome["error"]]
     if errors:
-        raise EvaluationError(f"{len(errors)} case(s) cannot be scored, nothing was written:\n" + "\n".join(errors))
+        raise EvaluationError(f"{len(errors)} case(s) cannot be scored, nothing was written: " + "; ".join(errors))
 
     annotated = {name for outcome in outcomes for name, _, _, present in outcome["scores"] if present}
     unannotated = [spec.name for spec in specs if spec.name not in annotated]
@@ -277,6 +279,38 @@ def evaluate_folder(
     )
     _write_outputs(result, pred_labels.path, gt_labels.path)
     return result
+
+
+OUTPUT_FILES = (METRICS_CSV, SUMMARY_JSON, BOXPLOT_PNG)
+OWN_SUMMARY_KEYS = ("scored", "tolerances_mm", "gt_dataset_json")
+"""Keys of a summary.json this command wrote (nnU-Net's own summary.json has none of them)."""
+
+
+def _written_by_evaluate(summary_file: Path) -> bool:
+    try:
+        content = json.loads(summary_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(content, dict) and all(key in content for key in OWN_SUMMARY_KEYS)
+
+
+def _check_output_folder(output_folder: Path, pred_dir: Path, gt_dir: Path) -> Path:
+    """The ground truth is never written, and files of the same names that this command did not write (nnU-Net's
+    summary.json in a prediction folder, a user's metrics.csv) are never replaced; checked before any scoring."""
+    if pred_dir.resolve() == gt_dir.resolve():
+        raise EvaluationError(f"the prediction and ground-truth folders are the same ({pred_dir}): nothing to compare")
+    resolved, truth = output_folder.resolve(), gt_dir.resolve()
+    if resolved == truth or truth in resolved.parents:
+        raise EvaluationError(f"output folder {output_folder} is or lies inside the ground-truth folder {gt_dir}, "
+                              f"which is never written; choose another with -o")
+    if output_folder.exists() and not output_folder.is_dir():
+        raise EvaluationError(f"output folder {output_folder} exists and is not a folder; choose another with -o")
+    if not _written_by_evaluate(output_folder / SUMMARY_JSON):
+        foreign = [output_folder / name for name in OUTPUT_FILES if (output_folder / name).exists()]
+        if foreign:
+            raise EvaluationError(f"{foreign[0]} exists and was not written by this command; it is never replaced: "
+                                  f"choose another output folder with -o")
+    return output_folder
 
 
 def _summarize(rows: list[dict], organs: Sequence[str]) -> dict:

@@ -50,14 +50,37 @@ class CaseProfile:
 
 
 def group_cases(input_folder: str | Path, file_ending: str = ".nii.gz") -> dict[str, list[Path]]:
-    """nnU-Net input files (``<case>_<XXXX><ending>``) grouped by case; hidden names are never cases."""
+    """nnU-Net input files (``<case>_<XXXX><ending>``) grouped by case; hidden names are never cases, and a file
+    without the channel suffix is an error naming it (a prediction command would fail on it, or skip it)."""
+    input_folder = Path(input_folder)
+    if not input_folder.is_dir():
+        raise ProfileError(f"input folder {input_folder} does not exist")
     cases: dict[str, list[Path]] = {}
-    for path in sorted(Path(input_folder).iterdir()):
+    for path in sorted(input_folder.iterdir()):
         if path.name.endswith(file_ending) and not is_hidden(path):
-            stem = path.name[: -len(file_ending)]
-            match = _CHANNEL_SUFFIX.match(stem)
-            cases.setdefault(match["case"] if match else stem, []).append(path)
+            match = _CHANNEL_SUFFIX.match(path.name[: -len(file_ending)])
+            if match is None:
+                raise ProfileError(f"{path}: not named <case>_0000{file_ending} (nnU-Net's input naming, one file "
+                                   f"per channel); rename it")
+            cases.setdefault(match["case"], []).append(path)
     return cases
+
+
+def _check_outputs(input_folder: Path, output_folder: Path, csv_file: Path) -> None:
+    """The input folder is never written, and a CSV this command did not write is never replaced."""
+    source = input_folder.resolve()
+    for folder, what in ((output_folder, "output folder"), (csv_file.parent, "--csv folder")):
+        if folder.resolve() == source or source in folder.resolve().parents:
+            raise ProfileError(f"{what} {folder} is or lies inside the input folder {input_folder}, which is never "
+                               f"written; choose another")
+    if output_folder.exists() and not output_folder.is_dir():
+        raise ProfileError(f"output folder {output_folder} exists and is not a folder")
+    if csv_file.exists():
+        with open(csv_file, newline="", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+        if header != list(CaseProfile.__dataclass_fields__):
+            raise ProfileError(f"{csv_file} exists and was not written by this command; it is never replaced: "
+                               f"choose another output folder or --csv")
 
 
 def _memory_mb(pid: int) -> float:
@@ -193,8 +216,9 @@ def profile_folder(
     if not cases:
         raise ProfileError(f"no input files ending with {file_ending} in {input_folder}")
     output_folder = Path(output_folder)
-    output_folder.mkdir(parents=True, exist_ok=True)
     csv_file = Path(csv_file) if csv_file is not None else output_folder / PROFILE_CSV
+    _check_outputs(Path(input_folder), output_folder, csv_file)
+    output_folder.mkdir(parents=True, exist_ok=True)
     log_file = output_folder / "profile_log.txt"
     gpu_reader = gpu_memory_reader()
     profiles = []

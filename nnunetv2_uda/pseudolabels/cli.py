@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from nnunetv2_uda.command_line import command, fraction, positive_float, positive_int
 from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
@@ -102,6 +103,10 @@ def largest_component_entry() -> None:
     args = parser.parse_args()
     results = largest_component_folder(args.input_folder, args.output_folder, args.labels, args.num_processes,
                                        args.overwrite)
+    absent = sorted(set(args.labels or ()) - set().union(*(result.present for result in results)))
+    if absent:
+        print(f"warning: --labels {' '.join(map(str, absent))}: in no label map of {args.input_folder}; nothing done "
+              f"for them", file=sys.stderr)
     removed = sum(sum(result.removed_voxels.values()) for result in results)
     print(f"{len(results)} label maps written to {args.output_folder} ({removed} voxels outside the largest "
           f"components removed)")

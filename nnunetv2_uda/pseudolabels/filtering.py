@@ -206,7 +206,7 @@ def filter_pseudolabels(snapshot_folder: Path | str, output_dataset_folder: Path
         raise PseudoLabelError(f"{snapshot_folder / 'snapshots.json'} has no dataset_json.labels")
     images_folder = Path(images_folder or record.target_images)
     images = image_channel_files(images_folder)
-    require_cases(images, images_folder, "target images")
+    require_cases(images, images_folder, "target images", "<case>_0000.nii.gz")
     channel_names = _channel_names(images_folder)
     output = Path(output_dataset_folder)
     inputs = (snapshot_folder, images_folder)

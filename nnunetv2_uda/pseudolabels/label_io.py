@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from nnunetv2_uda.atomic_files import is_hidden
 from nnunetv2_uda.command_line import UserInputError
-from nnunetv2_uda.images import read_header, read_image
+from nnunetv2_uda.images import read_header, read_label_map
 
 NIFTI = ".nii.gz"
 CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
@@ -58,11 +58,12 @@ def image_channel_files(folder: Path) -> dict[str, list[Path]]:
     return cases
 
 
-def require_cases(cases: dict, folder: Path, what: str) -> None:
+def require_cases(cases: dict, folder: Path, what: str, expected: str = f"<case>{NIFTI}") -> None:
+    """Refuses a missing folder, or one without a file named ``expected``."""
     if not Path(folder).is_dir():
         raise PseudoLabelError(f"{what} folder {folder} does not exist")
     if not cases:
-        raise PseudoLabelError(f"{what} folder {folder} holds no cases (expected *{NIFTI} files)")
+        raise PseudoLabelError(f"{what} folder {folder} holds no cases (expected files named {expected})")
 
 
 def same_geometry(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
@@ -80,7 +81,7 @@ def describe_geometry(image: sitk.Image) -> str:
 def read_label_matching(label_file: Path, reference: sitk.Image, case: str) -> sitk.Image:
     """Reads a label map (checked whole by the shared reader) and checks that it lies on its image's voxel grid;
     the error names the case and the file."""
-    label = read_image(label_file)
+    label = read_label_map(label_file)
     if not same_geometry(label, reference):
         raise PseudoLabelError(f"case '{case}': label map {label_file} does not match its image's geometry "
                                f"(label: {describe_geometry(label)}; image: {describe_geometry(reference)})")
@@ -107,6 +108,8 @@ def label_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
 def read_csv_rows(path: Path, columns: tuple[str, ...], flag: str) -> list[dict[str, str]]:
     """The rows of a CSV given with ``flag``, each with a non-empty value in every required column; an unreadable
     file or a bad row is an error naming the file (and row)."""
+    if not Path(path).is_file():
+        raise PseudoLabelError(f"{flag} {path}: file does not exist")
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)

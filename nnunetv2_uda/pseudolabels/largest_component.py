@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
-from nnunetv2_uda.images import read_image
+from nnunetv2_uda.images import read_label_map
 from nnunetv2_uda.output_folders import new_output_folder
 from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, label_files, require_cases
 
@@ -28,11 +28,13 @@ REMOVED_CSV = "largest_component.csv"
 
 @dataclass
 class CaseResult:
-    """One case's outcome: voxels removed per label, or why it was not written (the other cases still are)."""
+    """One case's outcome: voxels removed per label and the labels present, or why it was not written (the other
+    cases still are)."""
 
     case: str
     removed_voxels: dict[int, int]
     error: str | None = None
+    present: frozenset[int] = frozenset()
 
 
 def keep_largest_components(segmentation: np.ndarray, labels: list[int] | None = None) -> np.ndarray:
@@ -49,7 +51,7 @@ def keep_largest_components(segmentation: np.ndarray, labels: list[int] | None =
 
 def _process_case(case: str, source: Path, destination: Path, labels: list[int] | None) -> CaseResult:
     try:
-        image = read_image(source)
+        image = read_label_map(source)
     except EXPECTED_ERRORS as error:
         return CaseResult(case, {}, one_line(error))
     before = sitk.GetArrayFromImage(image)
@@ -61,7 +63,7 @@ def _process_case(case: str, source: Path, destination: Path, labels: list[int] 
     cleaned = sitk.GetImageFromArray(after)
     cleaned.CopyInformation(image)
     sitk.WriteImage(cleaned, str(destination / source.name), True)
-    return CaseResult(case, removed)
+    return CaseResult(case, removed, present=frozenset(int(v) for v in np.unique(before) if v != 0))
 
 
 def _write_table(results: list[CaseResult], path: Path) -> None:

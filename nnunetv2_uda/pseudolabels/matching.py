@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
-from nnunetv2_uda.images import read_image
+from nnunetv2_uda.images import read_image, read_label_map
 from nnunetv2_uda.output_folders import check_output_folder, new_output_folder
 from nnunetv2_uda.pseudolabels.filtering import read_uncertainty_csv
 from nnunetv2_uda.pseudolabels.label_io import (
@@ -88,7 +88,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     labels = label_files(pseudolabel_folder)
     require_cases(labels, pseudolabel_folder, "pseudo-label")
     images = image_channel_files(images_folder)
-    require_cases(images, images_folder, "target images")
+    require_cases(images, images_folder, "target images", "<case>_0000.nii.gz")
     without_image = sorted(set(labels) - set(images))
     if without_image:
         raise PseudoLabelError(f"case(s) {without_image} have a pseudo-label in {pseudolabel_folder} but no image "
@@ -131,7 +131,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         done: dict[str, Path] = {}
         for rank, sequence in enumerate(ranking):
             members = [case for case in cases if sequences[case] == sequence and case not in failures]
-            candidates = {case: organ_volumes_ml(read_image(path), label_ids) for case, path in done.items()}
+            candidates = {case: organ_volumes_ml(read_label_map(path), label_ids) for case, path in done.items()}
             written = []
             for case in tqdm(members, desc=f"multi-domain matching {sequence}", disable=None):
                 destination = staging / f"{case}.nii.gz"
@@ -141,12 +141,12 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     written.append(case)
                     continue
                 try:
-                    image, label = read_target(case), read_image(labels[case])  # geometry checked above
+                    image, label = read_target(case), read_label_map(labels[case])  # geometry checked above
                     if not candidates:
                         raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
                                                f"it with")
                     match, distance = nearest_by_volume(organ_volumes_ml(label, label_ids), candidates)
-                    match_label = read_image(done[match])
+                    match_label = read_label_map(done[match])
                     fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
                     try:
                         result = register_affine(fixed, moving, registration_on)

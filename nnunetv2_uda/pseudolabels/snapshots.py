@@ -55,13 +55,24 @@ def resolve_snapshot_folder(folder: Path) -> Path:
 
 def load_record(snapshot_folder: Path) -> SnapshotRecord:
     path = Path(snapshot_folder) / RECORD_FILE
+    written_by = "not the record nnUNetTrainerUDAPseudoLabel writes"
     try:
         content = json.loads(path.read_text())
-        return SnapshotRecord(target_images=content["target_images"], epochs=[int(e) for e in content["epochs"]],
+    except (UnicodeDecodeError, ValueError) as error:
+        raise PseudoLabelError(f"{path}: not valid JSON ({error}); {written_by}") from error
+    if not isinstance(content, dict):
+        raise PseudoLabelError(f"{path}: holds a {type(content).__name__}, {written_by}")
+    missing = [key for key in ("target_images", "epochs") if key not in content]
+    if missing:
+        raise PseudoLabelError(f"{path}: lacks {', '.join(map(repr, missing))}; {written_by}")
+    try:
+        return SnapshotRecord(target_images=str(content["target_images"]),
+                              epochs=[int(e) for e in content["epochs"]],
                               complete=[int(e) for e in content.get("complete", [])],
-                              dataset_json=content.get("dataset_json", {}))
-    except (KeyError, TypeError, ValueError) as error:
-        raise PseudoLabelError(f"{path} is not a snapshot record ({error!r})") from error
+                              dataset_json=dict(content.get("dataset_json", {})))
+    except (TypeError, ValueError) as error:
+        raise PseudoLabelError(f"{path}: 'epochs' and 'complete' must be lists of epoch numbers and 'dataset_json' "
+                               f"an object ({error}); {written_by}") from error
 
 
 def resume_record(previous: SnapshotRecord | None, fresh: SnapshotRecord, current_epoch: int) -> SnapshotRecord:

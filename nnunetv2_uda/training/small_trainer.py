@@ -13,6 +13,7 @@ from nnunetv2_uda.training.warm_start import (
     PRETRAINED_HEADS_VARIABLE,
     load_segmentation_heads,
     refuse_unsafe_pretrained_weights,
+    refused_in_one_line,
 )
 
 
@@ -43,14 +44,16 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
 
     def initialize(self):
         if not self.was_initialized:  # nnUNetv2_train -pretrained_weights calls this right before its unsafe load
-            refuse_unsafe_pretrained_weights(sys.argv[1:])
+            with refused_in_one_line():
+                refuse_unsafe_pretrained_weights(sys.argv[1:])
         super().initialize()
 
     def on_train_start(self):
         super().on_train_start()
         checkpoint = os.environ.get(PRETRAINED_HEADS_VARIABLE)
         if checkpoint and self.current_epoch == 0:  # a resumed run has its own trained heads
-            heads = load_segmentation_heads(self.plain_network(), checkpoint)
+            with refused_in_one_line():
+                heads = load_segmentation_heads(self.plain_network(), checkpoint)
             self.print_to_log_file(f"{len(heads)} segmentation head weights loaded from {checkpoint} "
                                    f"({PRETRAINED_HEADS_VARIABLE})")
 

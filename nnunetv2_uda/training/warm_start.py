@@ -21,13 +21,15 @@ own load: a crafted file is refused, naming it, before anything unpickles it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from nnunetv2_uda.checkpoints import CheckpointError, load_checkpoint
-from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.command_line import UserInputError, one_line, show_tracebacks
 
 PRETRAINED_HEADS_VARIABLE = "nnUNet_uda_pretrained_heads"
 PRETRAINED_WEIGHTS_FLAG = "-pretrained_weights"
@@ -55,6 +57,19 @@ def pretrained_weights_argument(argv: Sequence[str]) -> str | None:
     except argparse.ArgumentError:  # not nnUNetv2_train's arguments (its own parser accepted those)
         return None
     return known.pretrained_weights
+
+
+@contextmanager
+def refused_in_one_line() -> Iterator[None]:
+    """nnUNetv2_train is nnU-Net's command, which our CLI wrapper does not wrap: a warm start refused here ends it
+    with one line naming the file and exit code 2, the traceback only with ``NNUNETV2_UDA_TRACEBACK=1``."""
+    try:
+        yield
+    except UserInputError as error:
+        if show_tracebacks():
+            raise
+        print(f"{Path(sys.argv[0]).name or 'nnUNetv2_train'}: error: {one_line(error)}", file=sys.stderr, flush=True)
+        raise SystemExit(error.exit_code) from None
 
 
 def refuse_unsafe_pretrained_weights(argv: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from nnunetv2_uda.atomic_files import copy_atomically, is_hidden, write_image_atomically
 from nnunetv2_uda.command_line import EXPECTED_ERRORS, UserInputError, one_line
-from nnunetv2_uda.images import ImageFileError, read_array, read_header, verify_voxels
+from nnunetv2_uda.images import check_label_map, read_array
 from nnunetv2_uda.output_folders import new_output_folder
 
 
@@ -34,6 +34,7 @@ class RawDataset:
     dataset_json: dict
     file_ending: str
     cases: tuple[str, ...]
+    labeled: bool
 
     @property
     def channel_names(self) -> dict:
@@ -43,8 +44,14 @@ class RawDataset:
         return self.folder / "imagesTr" / f"{case}_{channel:04d}{self.file_ending}"
 
     def label_file(self, case: str) -> Path | None:
+        """The case's label map; None in an unlabeled dataset. In a labeled one a case without a label map is an
+        error naming the file (a dataset written without it would fail nnU-Net's checks later)."""
         path = self.folder / "labelsTr" / f"{case}{self.file_ending}"
-        return path if path.is_file() else None
+        if path.is_file():
+            return path
+        if self.labeled:
+            raise DatasetError(f"{path}: label map missing (the dataset's other cases have one in labelsTr)")
+        return None
 
 
 def open_raw_dataset(folder: str | os.PathLike, expected_channels: int | None = 1) -> RawDataset:
@@ -86,7 +93,21 @@ def open_raw_dataset(folder: str | os.PathLike, expected_channels: int | None = 
             path = images / f"{case}_{channel:04d}{file_ending}"
             if not path.is_file():
                 raise DatasetError(f"Dataset '{folder}': case '{case}' lacks channel {channel} ({path.name})")
-    return RawDataset(folder, dataset_json, file_ending, cases)
+    image_names = {f"{case}_{channel:04d}{file_ending}" for case in cases for channel in range(len(channels))}
+    for path in _visible_files(images, file_ending):
+        if path.name not in image_names:
+            raise DatasetError(f"{path}: not an image of a case: nnU-Net names them <case>_0000{file_ending} (one "
+                               f"per channel of dataset.json: {len(channels)}); rename or move it")
+    labeled = any(_visible_files(folder / "labelsTr", file_ending))
+    return RawDataset(folder, dataset_json, file_ending, cases, labeled)
+
+
+def _visible_files(folder: Path, file_ending: str) -> list[Path]:
+    """The files of ``folder`` with ``file_ending``, hidden ones (temporaries of a killed run) left out."""
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.iterdir() if path.name.endswith(file_ending) and not is_hidden(path)
+            and path.is_file()]
 
 
 def read_volume(path: str | os.PathLike,
@@ -101,9 +122,7 @@ def read_volume(path: str | os.PathLike,
 
 def check_label(path: Path) -> Path:
     """A label map is copied byte for byte, so it is checked first: an image, complete, with finite voxels."""
-    read_header(path)
-    if verify_voxels(path) is not None:
-        raise ImageFileError(f"{path}: label map holds NaN or infinite voxels")
+    check_label_map(path)
     return path
 
 
