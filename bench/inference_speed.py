@@ -504,7 +504,7 @@ def main() -> None:
                   "--disable_progress_bar"]
         return {"stock": ["nnUNetv2_predict", *common, "-npp", "1", "-nps", "1"],
                 "fast": ["nnUNetv2_predict_fast", *common, "--label_resampling", args.label_resampling,
-                         "--input_resampling", args.input_resampling]}
+                         "--input_resampling", args.input_resampling, "--overwrite"]}  # a reused --workdir
 
     env["nnUNet_results"] = model_identity(model)[0]
     figures: dict = {"device": args.device, "step_size": args.step_size, "model": str(model),

@@ -187,6 +187,22 @@ def test_bad_arguments_are_named_before_any_model_loads(untrained_model, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_a_file_of_the_users_with_a_segmentations_name_is_refused_not_replaced(untrained_model, tmp_path):
+    """An output folder may hold the user's files: one named like a segmentation this prediction writes is never
+    replaced without --overwrite (nnU-Net's own predictor silently replaces it)."""
+    env, flags = untrained_model
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "case.nii.gz").write_bytes(b"the user's own file")
+    (out / "notes.txt").write_text("kept")
+    result = _run_fast(["-i", tmp_path / "images", "-o", out, *flags], env)
+    _assert_named_error(result, "already holds case.nii.gz", "--overwrite", "--continue_prediction")
+    both = _run_fast(["-i", tmp_path / "images", "-o", out, *flags, "--overwrite", "--continue_prediction"], env)
+    _assert_named_error(both, "--overwrite and --continue_prediction: choose one")
+    assert (out / "case.nii.gz").read_bytes() == b"the user's own file"
+    assert sorted(p.name for p in out.iterdir()) == ["case.nii.gz", "notes.txt"]
+
+
 def test_listing_groups_channels_names_misnamed_files_and_ignores_hidden_ones(tmp_path):
     from nnunetv2_uda.inference.cases import InputFolderError, list_cases
 

@@ -64,3 +64,8 @@ def list_cases(folder: str | os.PathLike, file_ending: str, num_channels: int) -
         listing.failures[case] = f"{files}: {len(channels)} channel file(s), but the model expects {num_channels} " \
                                  f"({wanted})"
     return listing
+
+
+def case_name(first_channel_file: str | os.PathLike, file_ending: str) -> str:
+    """The case a channel file belongs to, as its segmentation is named (``<case>_0000<ending>`` -> ``<case>``)."""
+    return os.path.basename(first_channel_file)[:-len(file_ending)].rsplit("_", 1)[0]

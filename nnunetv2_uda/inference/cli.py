@@ -19,10 +19,10 @@ from pathlib import Path
 from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.command_line import UserInputError, command, fraction, non_negative_int, positive_int
 from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
-from nnunetv2_uda.inference.cases import list_cases
+from nnunetv2_uda.inference.cases import CaseListing, case_name, list_cases
 from nnunetv2_uda.inference.input_checks import expected_channel_names
 from nnunetv2_uda.inference.options import INPUT_RESAMPLING_MODES, LABEL_RESAMPLING_MODES
-from nnunetv2_uda.output_folders import check_output_folder
+from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 
 
 def _env_int(name: str, default: int) -> int:
@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Input folder: <case>_0000.nii.gz, ... with the training dataset's file ending. Hidden "
                              "files are ignored.")
     parser.add_argument("-o", type=str, required=True,
-                        help="Output folder (created if needed; must not be, lie inside or hold the input folder); "
-                             "segmentations are named like their cases and replace files of the same name.")
+                        help="Output folder (created if needed; must not be, lie inside or hold the input folder). "
+                             "Segmentations are named like their cases; a file of that name already there is refused "
+                             "unless --overwrite (replace it) or --continue_prediction (keep it, skip its case). "
+                             "Other files in the folder are never touched.")
     parser.add_argument("-d", type=str, required=True, help="Dataset name or id of the trained model.")
     parser.add_argument("-p", type=str, default="nnUNetPlans", help="Plans identifier. Default: nnUNetPlans")
     parser.add_argument("-tr", type=str, default="nnUNetTrainer",
@@ -82,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Also export probabilities (.npz/.pkl). Probabilities are resampled as by stock "
                              "nnU-Net, so this loses the fast export.")
     parser.add_argument("--continue_prediction", action="store_true",
-                        help="Skip cases whose output already exists.")
+                        help="Skip cases whose segmentation already exists in the output folder.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace segmentations (and with --save_probabilities their .npz/.pkl) of the same "
+                             "name already in the output folder. Default: refuse them, naming the files.")
     parser.add_argument("-chk", type=str, default="checkpoint_final.pth",
                         help="Checkpoint file name. Default: checkpoint_final.pth")
     parser.add_argument("-npp", type=non_negative_int, default=_env_int("nnUNet_npp", 3),
@@ -140,6 +145,18 @@ def _device(name: str):
     return torch.device(name)
 
 
+def refuse_existing_outputs(listing: CaseListing, output: Path, file_ending: str, save_probabilities: bool) -> None:
+    """Raises unless none of the files this prediction would write exists in ``output`` (they may be the user's)."""
+    endings = (file_ending, ".npz", ".pkl") if save_probabilities else (file_ending,)
+    existing = [output / f"{case_name(files[0], file_ending)}{ending}" for files in listing.cases for ending in endings]
+    existing = [path.name for path in existing if path.exists()]
+    if existing:
+        shown = ", ".join(existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+        raise OutputFolderError(f"output folder {output} already holds {shown}, which this prediction would write; "
+                                f"pass --overwrite to replace them, --continue_prediction to keep them and skip their "
+                                f"cases, or choose another output folder")
+
+
 @command
 def predict_fast_entry(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -149,8 +166,13 @@ def predict_fast_entry(argv: list[str] | None = None) -> None:
     folder = model_folder(args)
     dataset_json = json.loads((folder / "dataset.json").read_text())
     # a missing or empty input folder fails here, at once
-    list_cases(args.i, dataset_json["file_ending"], len(expected_channel_names(dataset_json)))
+    listing = list_cases(args.i, dataset_json["file_ending"], len(expected_channel_names(dataset_json)))
     check_output_folder(args.o, [args.i], overwrite=True, overwrite_flag="")
+    if args.overwrite and args.continue_prediction:
+        raise UserInputError("--overwrite and --continue_prediction: choose one (replace existing segmentations, or "
+                             "keep them and skip their cases)")
+    if not args.overwrite and not args.continue_prediction:
+        refuse_existing_outputs(listing, Path(args.o), dataset_json["file_ending"], args.save_probabilities)
 
     from nnunetv2_uda.inference.predictor import nnUNetPredictorFast
 
