@@ -64,6 +64,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["nnunetv2_uda", "nnunetv2_uda.*"]),
+    package_data={"nnunetv2_uda": ["recipes/*.yaml"]},  # the recipes nnUNetv2_uda_run --recipe NAME reads
     cmdclass={"build_py": BuildPyWithHook},
     install_requires=[
         "nnunetv2>=2.8.0,<2.9",

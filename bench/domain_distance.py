@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from real_data import CT_DATASET, MRI_DATASET, add_data_argument, real_data_present
 from scipy.stats import wasserstein_distance
 
 from nnunetv2_uda.translation.networks import GENERATORS
@@ -38,6 +37,10 @@ from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
 from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import translate_dataset
 from nnunetv2_uda.translation.translator import train_translator
+
+DEFAULT_REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CT_DATASET = "Dataset801_BTCVCT"  # the pair of bench/ct2mr_real.py
+MRI_DATASET = "Dataset802_CHAOST2"
 
 
 def slices_in_both_spaces(folder: Path, modality: str, spacing: float, size: int, per_case: int):
@@ -119,7 +122,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", choices=("phantoms", "real"), default=["phantoms", "real"],
                         help="which CT/MRI pairs to measure: built-in phantoms (made on the fly) and/or the real BTCV "
                              "CT and CHAOS T2 in --real_data (skipped where absent). Default: both")
-    add_data_argument(parser, "--real_data")
+    parser.add_argument("--real_data", type=Path, default=DEFAULT_REAL_DATA,
+                        help=f"folder holding {CT_DATASET} and {MRI_DATASET}. Default: {DEFAULT_REAL_DATA}")
     parser.add_argument("--modes", nargs="+", choices=("asit", "cyclegan"), default=["asit"],
                         help="translators to train and measure: asit (Sobel-CT -> MRI) and/or cyclegan (raw CT -> "
                              "MRI, the ablation). Default: asit")
@@ -155,8 +159,13 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         if "phantoms" in args.data:
             run_pair("phantoms", *make_phantoms(work, args), work, args)
-        if "real" in args.data and real_data_present(args.real_data, "domain_distance (real)"):
-            run_pair("real", args.real_data / CT_DATASET, args.real_data / MRI_DATASET, work, args)
+        if "real" in args.data:
+            ct, mri = args.real_data / CT_DATASET, args.real_data / MRI_DATASET
+            if ct.is_dir() and mri.is_dir():
+                run_pair("real", ct, mri, work, args)
+            else:
+                print(f"domain_distance (real): {args.real_data} does not hold {CT_DATASET} and {MRI_DATASET}; "
+                      f"skipped")
 
 
 if __name__ == "__main__":

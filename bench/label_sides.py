@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from nnunetv2_uda.command_line import command
+from nnunetv2_uda.images import read_array
 from nnunetv2_uda.pseudolabels.label_io import label_files
 
 
@@ -26,7 +27,7 @@ def side_shares(folder: Path) -> dict[str, tuple[float, int]]:
     size = max(labels.values()) + 1
     counts = np.zeros((2, size), dtype=np.int64)  # (half x < width / 2, other half) x label value
     for path in label_files(folder).values():
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        array, _ = read_array(path)
         half = array.shape[-1] // 2
         for row, part in enumerate((array[..., :half], array[..., half:])):
             counts[row] += np.bincount(part.ravel(), minlength=size)[:size]
@@ -35,6 +36,7 @@ def side_shares(folder: Path) -> dict[str, tuple[float, int]]:
             for name, value in labels.items()}
 
 
+@command
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path,

@@ -69,6 +69,17 @@ def _completed_or_fail(result: subprocess.CompletedProcess, args: list[str]) -> 
     return result
 
 
+NNUNET_FIXTURES = {"tiny_plans", "train_tiny", "tiny_trained_model"}  # they run nnUNetv2_plan_and_preprocess/train
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs nnU-Net to plan or train, through a fixture, is in the slow tier (``-m "not slow"`` skips
+    it) like the tests marked slow by hand."""
+    for item in items:
+        if NNUNET_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module")
 def single_thread():
     """One torch thread for a test module: on a shared 2-core machine, multi-threaded small convolutions mostly wait

@@ -1,8 +1,11 @@
-"""The real-data benchmarks' argument handling, bench/ct2mr_real.py's config generation (the runs themselves,
-25 to 90 minutes, are not run in tests) and bench/label_sides.py's side check."""
+"""Every shipped recipe and every bench experiment, checked and planned in-process (no data needed); the real-data
+benchmarks' argument handling, their dry runs where ../shared/data exists (the runs themselves, 25 to 90 minutes,
+are not run in tests), the filing of a run's report, and bench/label_sides.py's side check."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import subprocess
 import sys
@@ -13,87 +16,155 @@ import pytest
 import SimpleITK as sitk
 import yaml
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "ct2mr_real.py"
-EXTRA_ROWS = BENCH.parent / "extra_rows_real.py"
+from nnunetv2_uda.pipeline.config import config_from_dict
+from nnunetv2_uda.pipeline.steps import build_steps, row_plan
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "bench" / "ct2mr_real.py"
 LABEL_SIDES = BENCH.parent / "label_sides.py"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EXPERIMENTS = BENCH.parent / "experiments"
+RECIPES = REPO / "nnunetv2_uda" / "recipes"
+SHARED_DATA = REPO.parent / "shared" / "data"
+MACHINE_KEYS = ("ct_dataset", "mri_dataset", "validation_labels", "output_folder", "device")
+MACHINE_ROOTS = ("/tmp/", "/work/", "/home/", "/root/")  # a filed run shows $DATA, $OUTPUT, $nnUNet_* instead
+EXPERIMENT_NAMES = sorted(folder.name for folder in EXPERIMENTS.iterdir() if (folder / "recipe.yaml").is_file())
+RECIPE_FILES = sorted(RECIPES.glob("*.yaml")) + [EXPERIMENTS / name / "recipe.yaml" for name in EXPERIMENT_NAMES]
 
 
-@pytest.mark.parametrize("command", [[BENCH], [EXTRA_ROWS, "--row", "gin"], [EXTRA_ROWS, "--row", "anatomy_space"]])
-def test_without_data_it_says_so_and_exits(command, tmp_path):
-    result = subprocess.run([sys.executable, *command, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
+def recipe_name(path: Path) -> str:
+    return path.parent.name if path.name == "recipe.yaml" else path.stem
+
+
+def planned_steps(values: dict, root: Path) -> tuple[list[str], dict[str, str], list[str]]:
+    """The rows, each row's scored step and the step names ``nnUNetv2_uda_run`` would plan for ``values``, with
+    dummy paths; the MRI has the recipe's sequences (two when it names none, so MDM rows stay in)."""
+    config = config_from_dict({**values, "ct_dataset": str(root / "ct"), "mri_dataset": str(root / "mri"),
+                               "validation_labels": str(root / "labels"), "output_folder": str(root / "out")})
+    sequences = {f"case{index}": sequence for index, sequence in enumerate(config.sequence_order or ["T1", "T2"])}
+    rows, _ = row_plan(config, sequences)
+    steps, scored = build_steps(config, rows)
+    return rows, scored, [step.name for step in steps]
+
+
+def test_experiments_exist_for_the_default_and_every_old_setting():
+    """The experiments replace the settings dict of bench/ct2mr_real.py one for one."""
+    assert {"paper", "gin", "unet", "organs4_asit", "organs13_gin_lcc_nomirror", "unet_plf"} <= set(EXPERIMENT_NAMES)
+    assert len(EXPERIMENT_NAMES) == 22 and {path.stem for path in RECIPES.glob("*.yaml")} >= {"cpu", "gpu", "paper"}
+
+
+@pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda path: recipe_name(path))
+def test_every_recipe_is_valid_and_plans_its_steps(path, tmp_path):
+    text = path.read_text()
+    lines = text.splitlines()
+    assert lines[0].startswith(f"# {recipe_name(path)}: "), "opens with a comment header naming it"
+    header = "\n".join(line for line in lines if line.startswith("#"))
+    assert "measured" in header.lower(), "the header says what was measured, or that nothing was"
+    rows, scored, steps = planned_steps(yaml.safe_load(text), tmp_path)  # a key the schema lacks is refused
+    assert rows and set(scored) == set(rows)
+    assert all(scored[row] in steps and f"evaluate_{row}" in steps for row in rows if not scored[row].startswith(
+        "filter_")), steps
+
+
+@pytest.mark.parametrize("name", EXPERIMENT_NAMES)
+def test_every_experiment_has_its_files_without_machine_paths(name):
+    folder = EXPERIMENTS / name
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    assert not set(recipe) & set(MACHINE_KEYS), "the bench adds the paths and the device"
+    assert "dataset_id_base" not in recipe, "the run finds free dataset ids and records them in its manifest"
+    assert recipe["mri_default_sequence"] == "T2" and recipe["sequence_order"] == ["T2"]
+    assert (folder / "rules.md").read_text().split("\n\n")[1].startswith("Written before the run, commit ")
+    assert (folder / "notes.md").is_file()
+    for text_file in [*folder.rglob("*.md"), *folder.rglob("*.yaml")]:
+        assert not any(root in text_file.read_text() for root in MACHINE_ROOTS), text_file
+    for run in (folder / "runs").glob("*") if (folder / "runs").is_dir() else ():
+        assert run.name.isdigit() and (run / "report.md").is_file() and (run / "ct2mr_real.yaml").is_file()
+        config = yaml.safe_load((run / "ct2mr_real.yaml").read_text())
+        assert {key: value for key, value in config.items() if key not in (*MACHINE_KEYS, "dataset_id_base")} \
+            == recipe, f"{run} ran exactly the recipe (dataset ids: set by hand before they were found automatically)"
+
+
+def test_bench_scripts_import_the_package_not_each_other():
+    scripts = sorted(BENCH.parent.glob("*.py"))
+    for script in scripts:
+        tree = ast.parse(script.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        assert not imported & {other.stem for other in scripts}, script
+
+
+def test_without_data_it_says_so_and_exits(tmp_path):
+    result = subprocess.run([sys.executable, BENCH, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "not run in CI" in result.stdout
     assert not (tmp_path / "out").exists()
 
 
-TABLE7 = "only_ct, cyclegan, asit, asit_plf"
-ORGANS4 = "only_ct, cyclegan, only_ct_plf"
-CYCLEGAN_CHAIN = "only_ct, cyclegan, cyclegan_plf"
-CT_CHAIN = "only_ct, only_ct_plf"
-# setting -> the rows its config check prints (one MRI sequence: 'asit_mdm_plf' runs as 'asit_plf')
-SETTING_ROWS = {
-    "paper": TABLE7,
-    "gin": CT_CHAIN,
-    "unet": TABLE7,
-    "unet_ct_plf": f"{TABLE7}, only_ct_plf",
-    "organs4": ORGANS4,
-    "organs4_plf": f"{ORGANS4}, cyclegan_plf",
-    "organs4_plf2": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2",
-    "unet_plf": f"{ORGANS4}, cyclegan_plf",
-    "organs4_long": CYCLEGAN_CHAIN,
-    "organs4_repeat": CYCLEGAN_CHAIN,
-    "organs4_gin": CT_CHAIN,
-    "organs4_x3": CT_CHAIN,
-    "organs4_gin_plf2": f"{CT_CHAIN}, only_ct_plf2",
-    "organs4_x3_plf2": f"{CT_CHAIN}, only_ct_plf2",
-    "organs4_gin_lcc": CT_CHAIN,
-    "organs4_gin_lcc_nomirror": CT_CHAIN,
-    "organs13_gin_lcc_nomirror": CT_CHAIN,
-    "organs13_gin_lcc_nomirror_asit": f"{CT_CHAIN}, asit",
-    "organs13_gin_lcc_nomirror_asit_anatomy": f"{CT_CHAIN}, asit",
-    "organs13_gin_lcc_nomirror_table7": f"{CT_CHAIN}, cyclegan, asit",
-    "organs13_gin_lcc_nomirror_table7_plf": f"{CT_CHAIN}, cyclegan, asit, asit_plf",
-    "organs4_asit": f"{ORGANS4}, cyclegan_plf, cyclegan_plf2, asit, asit_plf",
-}
+def test_list_prints_every_experiment_header_and_unknown_names_are_refused():
+    listed = subprocess.run([sys.executable, BENCH, "--list"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert all(f"# {name}: " in listed.stdout for name in EXPERIMENT_NAMES)
+    assert "# Rules: rules.md (written before the run" in listed.stdout
+    typo = subprocess.run([sys.executable, BENCH, "--experiment", "organs5"], capture_output=True, text=True,
+                          timeout=120)
+    assert typo.returncode == 2 and "organs13_gin_lcc_nomirror" in typo.stderr and "Traceback" not in typo.stderr
+
+
+def load_bench():
+    """bench/ct2mr_real.py as a module (it imports only the package, so no path set-up is needed)."""
+    spec = importlib.util.spec_from_file_location("ct2mr_real_under_test", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_finished_run_is_filed_under_the_next_number_without_machine_paths(tmp_path):
+    bench = load_bench()
+    data, output = tmp_path / "data", tmp_path / "out"
+    pipeline = output / "pipeline"
+    (pipeline / "figures").mkdir(parents=True)
+    (pipeline / "figures" / "box.png").write_bytes(b"\x89PNG")
+    (pipeline / "report.md").write_text(f"- CT dataset: `{data}/Dataset801_BTCVCT`\n- model: "
+                                        f"`{output}/nnUNet_results/Dataset999/plans`\n")
+    config = output / "ct2mr_real.yaml"
+    config.write_text(f"ct_dataset: {data}/Dataset801_BTCVCT\noutput_folder: {output}/pipeline\n")
+    experiment = tmp_path / "experiments" / "x"
+    (experiment / "runs" / "1").mkdir(parents=True)
+    (experiment / "runs" / "1" / "report.md").write_text("an earlier run\n")
+    (experiment / "runs" / ".partial-1-2-abc").mkdir()  # a staging folder left by a killed filing is no run
+    paths = bench.machine_paths(data, output, {"nnUNet_results": str(output / "nnUNet_results")})
+
+    filed = bench.file_run(pipeline, config, experiment, paths)
+    assert filed == experiment / "runs" / "2"
+    assert (filed / "report.md").read_text() == ("- CT dataset: `$DATA/Dataset801_BTCVCT`\n- model: "
+                                                 "`$nnUNet_results/Dataset999/plans`\n")
+    assert (filed / "ct2mr_real.yaml").read_text() == ("ct_dataset: $DATA/Dataset801_BTCVCT\n"
+                                                       "output_folder: $OUTPUT/pipeline\n")
+    assert (filed / "figures" / "box.png").read_bytes() == b"\x89PNG"
+    assert bench.file_run(pipeline, config, experiment, paths) is None  # the same report again: nothing new
+    (pipeline / "report.md").write_text("a resumed run that did more\n")
+    assert bench.file_run(pipeline, config, experiment, paths) == experiment / "runs" / "3"
+    assert (experiment / "runs" / "1" / "report.md").read_text() == "an earlier run\n"
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
-@pytest.mark.parametrize("setting", SETTING_ROWS)
-def test_dry_run_checks_config_and_leaves_mdm_out(setting, tmp_path, nnunet_env):
-    result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--setting", setting],
+@pytest.mark.parametrize("name", EXPERIMENT_NAMES)
+def test_dry_run_checks_config_and_leaves_mdm_out(name, tmp_path, nnunet_env):
+    result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--experiment", name],
                             env=nnunet_env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    rows = SETTING_ROWS[setting]
-    assert f"rows: {rows}\n" in result.stdout
-    assert all(f"evaluate_{row}:" in result.stdout for row in rows.split(", ")), result.stdout
+    recipe = yaml.safe_load((EXPERIMENTS / name / "recipe.yaml").read_text())
+    rows, _, _ = planned_steps(recipe, tmp_path)  # CHAOS T2 has one sequence, as the recipe says
+    assert f"rows: {', '.join(rows)}\n" in result.stdout
+    assert all(f"evaluate_{row}:" in result.stdout for row in rows), result.stdout
     assert "mdm:" not in result.stdout
-    assert ("MDM is left out" in result.stdout) == ("asit_plf" in rows)  # only ASIT + PLF has MDM to leave out
+    assert ("MDM is left out" in result.stdout) == ("asit_mdm_plf" in recipe["ablation"])
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
-    assert config["configuration"] == "2d" and config["validation_labels"].endswith("labelsEval")
-    unet_generator = setting not in ("paper", "gin")  # the settings after the unet run keep its U-Net generator
-    assert ("--generator" in config["translator"]["extra_args"]) == unet_generator
-    four = ["liver", "right kidney", "left kidney", "spleen"]
-    assert config.get("organs") == (four if setting.startswith("organs4") else None)
-    assert ("GIN" in config["trainer"]) == ("gin" in setting)
-    assert config.get("largest_component", False) == ("_lcc" in setting)
-    assert config["trainer"].endswith("NoMirroring") == ("_nomirror" in setting)
-    assert ("--lambda_anatomy" in config["translator"]["extra_args"]) == setting.endswith("_anatomy")
+    assert {key: value for key, value in config.items() if key not in MACHINE_KEYS} == recipe
+    assert config["validation_labels"].endswith("labelsEval") and config["device"] == "cpu"
     assert not (tmp_path / "pipeline" / "manifest.json").exists()  # nothing ran
-
-
-def test_extra_rows_name_the_row_choices():
-    result = subprocess.run([sys.executable, EXTRA_ROWS, "--row", "typo"], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 2 and "anatomy_space" in result.stderr and "gin" in result.stderr
-
-
-def test_help_explains_every_setting():
-    result = subprocess.run([sys.executable, BENCH, "-h"], capture_output=True, text=True, timeout=120)
-    choices = result.stdout.split("--setting {", 1)[1].split("}", 1)[0].split(",")
-    help_text = " ".join(result.stdout.split())
-    assert result.returncode == 0 and sorted(choices) == sorted(SETTING_ROWS)  # every setting has a dry-run test
-    assert all(f"{choice}: " in help_text for choice in choices), choices
+    assert not list((EXPERIMENTS / name).glob("runs/.partial*"))
 
 
 def test_label_sides_counts_each_label_per_image_half(tmp_path):
@@ -107,3 +178,13 @@ def test_label_sides_counts_each_label_per_image_half(tmp_path):
     result = subprocess.run([sys.executable, LABEL_SIDES, tmp_path], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "right kidney 1.00 of 8 voxels, left kidney 0.50 of 2 voxels, spleen nan of 0 voxels" in result.stdout
+
+
+def test_label_sides_names_a_truncated_label_map(tmp_path):
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 32, 32), dtype=np.uint8)), str(tmp_path / "case.nii.gz"))
+    whole = (tmp_path / "case.nii.gz").read_bytes()
+    (tmp_path / "case.nii.gz").write_bytes(whole[:len(whole) // 2])
+    result = subprocess.run([sys.executable, LABEL_SIDES, tmp_path], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "case.nii.gz" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

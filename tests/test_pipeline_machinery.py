@@ -40,6 +40,7 @@ from nnunetv2_uda.pipeline.datasets import (
     select_organs,
     write_raw_dataset,
 )
+from nnunetv2_uda.pipeline.graph import Context, Step
 from nnunetv2_uda.pipeline.manifest import (
     FINGERPRINT_BLOCK_BYTES,
     Manifest,
@@ -47,9 +48,10 @@ from nnunetv2_uda.pipeline.manifest import (
     file_fingerprint,
     folder_fingerprint,
 )
+from nnunetv2_uda.pipeline.nnunet_commands import parts_folder
 from nnunetv2_uda.pipeline.report import table7
 from nnunetv2_uda.pipeline.runner import RunResult, plan_run, prepare, rerun_reason, run_worker_parts
-from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, parts_folder, row_plan
+from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
 
 def minimal(tmp_path: Path, **overrides) -> dict:
@@ -349,17 +351,16 @@ def test_number_keys_accept_yaml_exponents_without_a_dot(tmp_path):
         config_from_dict(minimal(tmp_path, self_training={"threshold": "low", "keep_fraction": None}))
 
 
-def test_warm_started_steps_record_that_the_heads_are_carried(tmp_path):
+def test_warm_starts_are_step_settings_and_edges(tmp_path):
     config = config_from_dict(minimal(tmp_path, source_warm_start=True, ablation=["only_ct", "asit", "asit_mdm_plf"]))
     steps, _ = build_steps(config, ["only_ct", "asit", "asit_mdm", "asit_mdm_plf"])
-    settings = {step.name: step.settings for step in steps}
-    # warm-started steps record that the heads were carried, so networks of older versions (random heads) are retrained
-    assert settings["train_asit"]["pretrained_heads"] == settings["final_asit_mdm"]["pretrained_heads"] == "carried"
-    assert "pretrained_heads" not in settings["train_ct"]
+    by_name = {step.name: step for step in steps}
+    assert by_name["train_asit"].settings["warm_start_from_ct"] and "train_ct" in by_name["train_asit"].depends
+    assert by_name["final_asit_mdm"].settings["warm_start"] and not by_name["train_ct"].settings["warm_start_from_ct"]
     cold = config_from_dict(minimal(tmp_path, warm_start=False, ablation="asit_mdm_plf"))
-    cold_settings = {step.name: step.settings for step in build_steps(cold, ["asit_mdm_plf"])[0]}
-    assert not any("pretrained_heads" in cold_settings[name] for name in ("train_asit", "selftrain_asit_mdm",
-                                                                          "final_asit_mdm"))
+    cold_steps = {step.name: step for step in build_steps(cold, ["asit_mdm_plf"])[0]}
+    assert not cold_steps["train_asit"].settings["warm_start_from_ct"] and "train_ct" not in cold_steps
+    assert not any(cold_steps[name].settings["warm_start"] for name in ("selftrain_asit_mdm", "final_asit_mdm"))
 
 
 def test_organs_key_is_checked(tmp_path):
@@ -407,19 +408,19 @@ def test_chosen_organs_reach_every_step_that_reads_ct_labels(tmp_path):
     rows = ["cyclegan", "only_ct_plf"]
     settings_of = lambda config: {s.name: (s.settings, s.depends) for s in build_steps(config, rows)[0]}  # noqa: E731
     default = settings_of(config_from_dict(minimal(tmp_path, ablation=rows)))
-    # runs recorded before the key existed keep every step
-    assert not any("organs" in settings for settings, _ in default.values())
-    assert "plan" not in default["translate_cyclegan"][1]
+    assert default["copy_ct"][0]["organs"] is None and default["translate_cyclegan"][1] == ("translator_cyclegan",)
+    assert default["plan"][1] == ("copy_ct",)
     chosen = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, organs=["liver", "spleen"])))
-    assert chosen["plan"][0]["organs"] == chosen["translate_cyclegan"][0]["organs"] == ["liver", "spleen"]
-    assert "plan" in chosen["translate_cyclegan"][1]  # it translates the plan step's relabelled CT dataset
+    assert chosen["copy_ct"][0]["organs"] == chosen["translate_cyclegan"][0]["organs"] == ["liver", "spleen"]
+    # it translates copy_ct's relabelled CT dataset, which planning does not touch: no edge runs backwards
+    assert chosen["translate_cyclegan"][1] == ("translator_cyclegan", "copy_ct")
 
 
 def test_largest_component_reaches_the_steps_that_write_label_maps(tmp_path):
     rows = ["only_ct", "only_ct_plf"]
     settings_of = lambda config: {s.name: s.settings for s in build_steps(config, rows)[0]}  # noqa: E731
     default = settings_of(config_from_dict(minimal(tmp_path, ablation=rows)))
-    assert not any("largest_component" in settings for settings in default.values())  # older runs keep their steps
+    assert not any(settings.get("largest_component") for settings in default.values())
     chosen = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, largest_component=True,
                                                   validation_labels=str(tmp_path / "labels"))))
     marked = {name for name, settings in chosen.items() if settings.get("largest_component")}
@@ -447,28 +448,29 @@ def test_rerun_reason_names_the_changed_input_folder(tmp_path):
         "the content of ct_dataset changed")
     assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
         "its inputs or an earlier step changed")
-    del manifest.stages["train_ct"]["inputs"]  # as written before input folders were fingerprinted by content
-    assert rerun_reason(step, context, "h2", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
-        "recorded by an older nnunetv2-uda")
+    manifest.stages["train_ct"]["schema_version"] = 0  # recorded by a version whose records meant something else
+    assert rerun_reason(step, context, "h1", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
+        "recorded by another version of nnunetv2-uda (record schema 0, now 1)")
+    manifest.mark_finished("train_ct", {}, 1.0)
+    assert not manifest.is_finished("train_ct", "h1")
 
 
 def test_prediction_parts_belong_to_one_trained_network(tmp_path):
     checkpoint = tmp_path / "checkpoint_final.pth"
     checkpoint.write_bytes(b"weights of the first network")
-    context = SimpleNamespace(out=tmp_path / "out", current_hash="h1")
     model = {"checkpoint": str(checkpoint)}
-    first = parts_folder(context, "pseudolabel_asit", model)
+    first = parts_folder(tmp_path / "out", "pseudolabel_asit", "h1", model)
     assert first.parent == tmp_path / "out" / "parts" / "pseudolabel_asit" and first.name.startswith("h1_")
-    assert parts_folder(context, "pseudolabel_asit", model) == first
+    assert parts_folder(tmp_path / "out", "pseudolabel_asit", "h1", model) == first
     checkpoint.write_bytes(b"weights of the retrained network")  # same settings, so the same input hash
-    assert parts_folder(context, "pseudolabel_asit", model) != first
+    assert parts_folder(tmp_path / "out", "pseudolabel_asit", "h1", model) != first
 
 
 def test_check_plan_and_worker_agree_with_the_main_runs_records(tmp_path):
     ran: list[tuple[str, str]] = []
 
     def step(name: str, depends: tuple[str, ...] = (), split: bool = False) -> Step:
-        return Step(name, name, lambda context, resume: ran.append((name, context.current_hash)) or {},
+        return Step(name, name, lambda context, attempt: ran.append((name, attempt.input_hash)) or {},
                     {"setting": name}, depends=depends, split=split)
 
     steps = [step("a"), step("b", ("a",), split=True), step("c", ("b",)), step("d", ("c",), split=True),
@@ -537,6 +539,8 @@ BAD_MANIFESTS = {
     "finished without outputs": ('{"stages": {"plan": {"input_hash": "h", "settings": {}, "finished": true}}}',
                                  "the record of step 'plan' is finished without a mapping of 'outputs'"),
     "run id not a string": ('{"run_id": 7, "stages": {}}', "'run_id' is 7"),
+    "schema version not a number": ('{"stages": {"plan": {"input_hash": "h", "settings": {}, "finished": false, '
+                                    '"schema_version": "1"}}}', "the record of step 'plan' has a 'schema_version'"),
 }
 
 

@@ -26,14 +26,14 @@ import yaml
 from nnunetv2_uda.atomic_files import STAGING_PREFIX, is_hidden
 from nnunetv2_uda.pipeline.datasets import OWNER_KEY
 from nnunetv2_uda.pipeline.manifest import Manifest
-from nnunetv2_uda.pipeline.stages import PLANS, budget
+from nnunetv2_uda.pipeline.nnunet_commands import PLANS, budget
 
 pytestmark = pytest.mark.slow
 
 EPOCHS, ITERATIONS = 2, 4
 MRI_CASES = 6  # three per prediction part: a part is killed after its first case is written
 TRAINER = budget(EPOCHS, ITERATIONS, "nnUNetTrainerUDAQuick")
-STEPS = ["plan", "train_ct", "pseudolabel_ct"]
+STEPS = ["copy_ct", "plan", "train_ct", "pseudolabel_ct"]
 UNINTERRUPTED_BASE, KILLED_BASE = 730, 740
 POLL_SECONDS = 0.05
 
@@ -164,7 +164,7 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
 
     # 3. rerun to the end: complete parts are kept, the killed one is predicted again
     statuses = run_to_the_end(config_file, nnunet_env)
-    assert "[3/3] pseudolabel_ct: resuming" in statuses and "[2/3] train_ct: skipped" in statuses
+    assert "[4/4] pseudolabel_ct: resuming" in statuses and "[3/4] train_ct: skipped" in statuses
     for part, times in ((0, 1), (1, 2)):
         log = (out / "logs" / f"pseudolabel_ct_part{part}.log").read_text()
         assert log.count("$ nnUNetv2_predict_fast") == times, part

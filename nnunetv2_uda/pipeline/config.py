@@ -18,20 +18,8 @@ import yaml
 
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
+from nnunetv2_uda.pipeline.rows import ABLATION_ROWS, ROWS
 
-# row -> (the network whose pseudo-labels it starts from, with MDM, rounds of self-training with filtering); a row
-# '<row>2' adds a second round that starts from the first round's final network and its pseudo-labels
-ROW_CHAINS = {"only_ct": ("ct", False, 0), "cyclegan": ("cyclegan", False, 0), "asit": ("asit", False, 0),
-              "asit_mdm": ("asit", True, 0), "asit_mdm_plf": ("asit", True, 1), "asit_plf": ("asit", False, 1),
-              "only_ct_plf": ("ct", False, 1), "cyclegan_plf": ("cyclegan", False, 1)}
-ROW_CHAINS.update({f"{row}2": (source, mdm, 2) for row, (source, mdm, rounds) in list(ROW_CHAINS.items())
-                   if rounds == 1})
-# what a config may ask for: 'asit_plf[2]' is what 'asit_mdm_plf[2]' becomes with a single MRI sequence
-ABLATION_ROWS = tuple(row for row in ROW_CHAINS if not row.startswith("asit_plf"))
-ROW_TITLES = {"only_ct": "only CT", "cyclegan": "CycleGAN", "asit": "ASIT", "asit_mdm": "ASIT + MDM",
-              "asit_mdm_plf": "ASIT + MDM + PLF", "asit_plf": "ASIT + PLF", "only_ct_plf": "only CT + PLF",
-              "cyclegan_plf": "CycleGAN + PLF"}
-ROW_TITLES.update({f"{row}2": f"{title} x2" for row, title in list(ROW_TITLES.items()) if row.endswith("_plf")})
 CONFIGURATIONS = ("2d", "3d_fullres")
 # segmentation trainer -> its snapshot (pseudo-labeling) counterpart
 TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
@@ -282,12 +270,18 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'self_training.num_snapshots': at least 2 (uncertainty compares snapshots), "
                         f"got {selftrain.num_snapshots}")
     snapshot_budgets = {"self_training.epochs": selftrain.epochs}
-    if not config.sequence_order and any(ROW_CHAINS.get(row, ("", False))[1] for row in config.rows):
+    if ranks_sequences(config):
         snapshot_budgets["source_training.epochs"] = config.source_training.epochs  # MDM ranks sequences by them
     for key, epochs in snapshot_budgets.items():
         if isinstance(epochs, int) and isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots > epochs:
             problems.append(f"'self_training.num_snapshots' ({selftrain.num_snapshots}) exceeds '{key}' ({epochs}): "
                             f"one snapshot per epoch at most")
+
+
+def ranks_sequences(config: PipelineConfig) -> bool:
+    """MDM orders the sequences by the snapshot uncertainty of the ASIT network's pseudo-labels unless the config
+    gives the order (``sequence_order``)."""
+    return not config.sequence_order and any(ROWS[row].mdm for row in config.rows if row in ROWS)
 
 
 def config_from_dict(values: dict, source: str = "config") -> PipelineConfig:

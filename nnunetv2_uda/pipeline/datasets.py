@@ -234,6 +234,11 @@ def read_dataset_json(folder: Path) -> dict:
     return read_json_mapping(path)
 
 
+def set_dataset_json(folder: Path, **entries) -> None:
+    """Sets keys of a raw dataset's dataset.json (rewritten atomically)."""
+    write_json_atomically({**read_dataset_json(folder), **entries}, Path(folder) / "dataset.json")
+
+
 def check_label_names(ct_folder: Path, mri_folder: Path) -> dict[str, int]:
     """The CT dataset's labels; error if the MRI dataset names the same ids differently or lacks labels."""
     ct_labels = read_dataset_json(ct_folder).get("labels")

@@ -20,6 +20,9 @@ from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.command_line import UserInputError
 
 MANIFEST_NAME = "manifest.json"
+# what step records and their settings mean: raised whenever nnunetv2-uda changes that, so every step recorded under
+# another number reruns instead of old records being read by special cases (records carry it from 1 on)
+SCHEMA_VERSION = 1
 RECORD_KEYS = ("input_hash", "settings", "finished")  # what every record the runner writes has from its start
 
 
@@ -74,7 +77,8 @@ class Manifest:
     """``<output_folder>/manifest.json``: the run's id and one record per stage.
 
     manifest = {"run_id": "<uuid>", "dataset_id_base": <int>, "stages": {<step>: record}}
-    record = {"input_hash", "settings", "inputs", "outputs", "wall_time_s", "started_at", "finished_at", "finished"}
+    record = {"input_hash", "schema_version", "settings", "inputs", "outputs", "wall_time_s", "started_at",
+              "finished_at", "finished"}
 
     Output paths under a root (the output folder, and nnU-Net's folders where given) are stored as ``$<root
     name>/<rest>`` and read back under the roots of the current run, so a run folder copied or moved together with
@@ -137,6 +141,9 @@ class Manifest:
             if not isinstance(record["finished"], bool) or not isinstance(record["input_hash"], str):
                 raise refuse(f"the record of step '{name}' has a 'finished' that is not true or false or an "
                              f"'input_hash' that is not a string")
+            schema = record.get("schema_version", 1)
+            if isinstance(schema, bool) or not isinstance(schema, int):
+                raise refuse(f"the record of step '{name}' has a 'schema_version' that is not a whole number")
             if record["finished"] and not isinstance(record.get("outputs"), dict):
                 raise refuse(f"the record of step '{name}' is finished without a mapping of 'outputs'")
         return content
@@ -159,15 +166,25 @@ class Manifest:
         name, separator, rest = text[1:].partition(os.sep)
         if text.startswith("$") and name in self.roots:
             return str(self.roots[name]) + separator + rest
-        return text  # not a root-relative path, or a manifest written before paths were stored this way
+        return text  # not a root-relative path
+
+    def schema_version(self, stage: str) -> int | None:
+        """The record schema the stage was recorded under (:data:`SCHEMA_VERSION`), None if it has no record."""
+        record = self.stages.get(stage)
+        return None if record is None else record.get("schema_version", 1)
+
+    def is_current(self, stage: str, input_hash: str) -> bool:
+        """The stage was recorded (finished or not) under this input hash and the current record schema."""
+        record = self.stages.get(stage)
+        return bool(record and record.get("input_hash") == input_hash
+                    and self.schema_version(stage) == SCHEMA_VERSION)
 
     def is_finished(self, stage: str, input_hash: str) -> bool:
-        record = self.stages.get(stage)
-        return bool(record and record.get("finished") and record.get("input_hash") == input_hash)
+        return self.is_current(stage, input_hash) and self.stages[stage].get("finished") is True
 
     def mark_started(self, stage: str, input_hash: str, settings: dict, inputs: dict | None = None) -> None:
-        self.stages[stage] = {"input_hash": input_hash, "settings": settings, "inputs": inputs or {},
-                              "finished": False,
+        self.stages[stage] = {"input_hash": input_hash, "schema_version": SCHEMA_VERSION, "settings": settings,
+                              "inputs": inputs or {}, "finished": False,
                               "started_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.save()
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
+from nnunetv2_uda.atomic_files import copy_atomically, write_text_atomically
 from nnunetv2_uda.evaluation.tables import AVERAGE_KEY, format_table5, render_table
-from nnunetv2_uda.pipeline.config import ROW_TITLES
-from nnunetv2_uda.pipeline.manifest import Manifest, atomic_write_text
+from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.pipeline.rows import ROW_TITLES
 
 REPORT_NAME = "report.md"
 FIGURES = "figures"
@@ -28,20 +28,26 @@ def _figure(out: Path, source: str | Path, name: str) -> str | None:
         return None
     target = out / FIGURES / name
     target.parent.mkdir(exist_ok=True)
-    shutil.copy2(source, target)
+    copy_atomically(source, target)
     return f"{FIGURES}/{name}"
 
 
-def table7(summaries: dict[str, dict]) -> str:
-    """Table 7 form: one row per method, "DSC / NSD" (%) per organ and their average."""
+def table7(summaries: dict[str, dict], trained: list[str] | None = None) -> str:
+    """Table 7 form: one row per method, "DSC / NSD" (%) per organ and their average; with ``trained`` (the config's
+    'organs'), also the mean over those organs, since the others are scored but were never learned."""
     organs = [o for o in next(iter(summaries.values()))["summary"] if o != AVERAGE_KEY]
+    trained = [o for o in trained or [] if o in organs]
     rows = []
     for row, content in summaries.items():
-        summary = content["summary"]
-        cells = [" / ".join(_percent(summary.get(key, {}).get(m, {}).get("mean", float("nan"))) for m in ("DSC", "NSD"))
+        means = {organ: {metric: values.get("mean", float("nan")) for metric, values in scores.items()}
+                 for organ, scores in content["summary"].items()}
+        cells = [" / ".join(_percent(means.get(key, {}).get(m, float("nan"))) for m in ("DSC", "NSD"))
                  for key in [*organs, AVERAGE_KEY]]
+        if trained:
+            cells.append(" / ".join(_percent(sum(means[o].get(m, float("nan")) for o in trained) / len(trained))
+                                    for m in ("DSC", "NSD")))
         rows.append([ROW_TITLES.get(row, row)] + cells)
-    return render_table(["Method", *organs, "Average"], rows, markdown=True)
+    return render_table(["Method", *organs, "Average", *(["Trained organs"] if trained else [])], rows, markdown=True)
 
 
 def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dict[str, dict]:
@@ -88,7 +94,7 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
         lines += ["## Per-row scores on the validation labels (Table 7 form, DSC / NSD in %)", "",
                   "Each row is scored on its own MRI segmentations: the pseudo-labels of its segmentation network, "
                   "after MDM where the row has it, and the final network's predictions for the PLF rows. The "
-                  "validation labels are used for these scores only.", "", table7(validation), ""]
+                  "validation labels are used for these scores only.", "", table7(validation, config['organs']), ""]
         final_row = rows[-1]
         if final_row in validation:
             lines += [f"## Final per-organ scores, {ROW_TITLES.get(final_row, final_row)} (Table 5 form)", "",
@@ -116,6 +122,57 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
     lines += [render_table(["Step", "What", "This run", "Wall time (s)"], table, markdown=True), "",
               "Outputs of every step (nnU-Net datasets, models, pseudo-labels) are listed in `manifest.json`; "
               "logs are in `logs/`.", ""]
+    lines += final_network_section(manifest, run_info)
     path = out / REPORT_NAME
-    atomic_write_text(path, "\n".join(lines))
+    write_text_atomically("\n".join(lines), path)
     return path
+
+
+def final_network(manifest: Manifest, run_info: dict) -> tuple[str, dict] | None:
+    """The step and outputs of the last network the run trained that predicts on its own: the final network of the
+    last PLF row (a self-training network, which only makes snapshots, is not one). None before any is finished."""
+    found = None
+    for step in run_info["steps"]:
+        record = manifest.stages.get(step, {})
+        outputs = record.get("outputs", {}) if record.get("finished") else {}
+        if "checkpoint" in outputs and "trainer" in outputs and "snapshots" not in outputs:
+            found = (step, outputs)
+    return found
+
+
+def predict_command(network: dict, device: str, largest_component: bool) -> list[str]:
+    """The command lines that segment a folder of new MRI as this run's final network did."""
+    commands = [f"nnUNetv2_predict_fast -i NEW_MRI_FOLDER -o SEGMENTATION_FOLDER -d {network['dataset_id']} "
+                f"-tr {network['trainer']} -p {network['plans']} -c {network['configuration']} -f {network['fold']} "
+                f"-device {device}"]
+    if largest_component:
+        commands.append("nnUNetv2_uda_largest_component SEGMENTATION_FOLDER SEGMENTATION_FOLDER_largest_component")
+    return commands
+
+
+def final_network_section(manifest: Manifest, run_info: dict) -> list[str]:
+    found = final_network(manifest, run_info)
+    if found is None:
+        return []
+    step, network = found
+    config = run_info["config"]
+    lines = ["## The final network and how to use it", "",
+             f"Trained by step `{step}`; nnU-Net names it:", "",
+             render_table(["dataset", "trainer", "plans", "configuration", "fold"],
+                          [[network["dataset"], network["trainer"], network["plans"], network["configuration"],
+                            network["fold"]]], markdown=True), "",
+             f"Its checkpoint: `{network['checkpoint']}`. Segment new MRI (a folder of `<case>_0000.nii.gz`, one "
+             f"channel, any sequence) with the same `nnUNet_results`"
+             + (", then keep each organ's largest component as this run did" if config["largest_component"] else "")
+             + ":", "", "```bash", *predict_command(network, config["device"], config["largest_component"]), "```",
+             "", "Share it as one file with `nnUNetv2_export_model_to_zip -d {} -o model.zip -c {} -tr {} -p {} -f {}` "
+             "(install elsewhere with `nnUNetv2_install_pretrained_model_from_zip model.zip`; nnunetv2-uda must be "
+             "installed there too, for the trainer class).".format(network["dataset"], network["configuration"],
+                                                                  network["trainer"], network["plans"],
+                                                                  network["fold"]), ""]
+    tested = [(step, record["outputs"]["test"]) for step, record in manifest.stages.items()
+              if step in run_info["steps"] and record.get("finished") and "test" in record.get("outputs", {})]
+    if tested:
+        lines += ["Predictions of `test_images`:", ""]
+        lines += [f"- `{step}`: `{folder}`" for step, folder in tested] + [""]
+    return lines

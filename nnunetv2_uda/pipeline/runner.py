@@ -28,8 +28,9 @@ from nnunetv2_uda.pipeline.datasets import (
     run_owner,
     select_organs,
 )
-from nnunetv2_uda.pipeline.manifest import MANIFEST_NAME, Manifest, folder_fingerprint, hash_json
-from nnunetv2_uda.pipeline.stages import Context, Step, build_steps, row_plan
+from nnunetv2_uda.pipeline.graph import Attempt, Context, Step
+from nnunetv2_uda.pipeline.manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest, folder_fingerprint, hash_json
+from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
 RUN_FILE = "run.json"
 SKIP_REASON = "finished earlier with the same inputs and settings"
@@ -70,14 +71,15 @@ def rerun_reason(step: Step, context: Context, input_hash: str, settings: dict, 
     record = context.manifest.stages.get(step.name)
     if record is None:
         return "not run before"
+    schema = context.manifest.schema_version(step.name)
+    if schema != SCHEMA_VERSION:
+        return (f"recorded by another version of nnunetv2-uda (record schema {schema}, now {SCHEMA_VERSION}): "
+                f"rerunning it and the steps after it")
     if record["input_hash"] == input_hash:
         return "resuming (an earlier run stopped or failed during this step)"
     changed = context.manifest.changed_settings(step.name, settings)
     if changed:
         return f"settings changed ({', '.join(changed)}): rerunning it and the steps after it"
-    if "inputs" not in record:
-        return ("recorded by an older nnunetv2-uda that hashed input folders by path, not content: rerunning it and "
-                "the steps after it")
     changed = context.manifest.changed_inputs(step.name, inputs)
     if changed:
         return f"the content of {', '.join(changed)} changed: rerunning it and the steps after it"
@@ -191,12 +193,11 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
             say(f"{prefix}: skipped ({SKIP_REASON})")
             result.statuses[step.name] = "skipped"
             continue
-        context.current_hash = planned.input_hash
         say(f"{prefix}: {planned.reason}: {step.description}")
-        resume = context.manifest.stages.get(step.name, {}).get("input_hash") == planned.input_hash
+        resume = context.manifest.is_current(step.name, planned.input_hash)
         context.manifest.mark_started(step.name, planned.input_hash, planned.settings, planned.inputs)
         begin = time.time()
-        outputs = step.action(context, resume)
+        outputs = step.action(context, Attempt(resume, planned.input_hash))
         context.manifest.mark_finished(step.name, outputs, time.time() - begin)
         say(f"{prefix}: finished in {time.time() - begin:.1f} s")
         result.statuses[step.name] = "ran"
@@ -223,9 +224,8 @@ def run_worker_parts(context: Context, steps: list[Step], result: RunResult) -> 
             say(f"{prefix}: skipped ({SKIP_REASON})")
             result.statuses[step.name] = "skipped"
         elif step.split:
-            context.current_hash = input_hash
             say(f"{prefix}: running part {context.part_ids} ({step.description})")
-            step.action(context, True)
+            step.action(context, Attempt(True, input_hash))
             result.statuses[step.name] = "part"
     say(f"worker part {context.part_ids} done")
     return result
