@@ -79,6 +79,7 @@ setup(
         "matplotlib",
         "tqdm",
         "PyYAML",
+        "dask[distributed]>=2024.1",  # prediction parts as tasks (LocalCluster or any scheduler)
         "surface-distance==0.1",  # DeepMind's surface-element area table, for FLARE's NSD
     ],
     extras_require={"test": ["pytest>=8", "ruff"]},

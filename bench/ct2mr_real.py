@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from nnunetv2_uda.atomic_files import folder_built_atomically, is_hidden
+from nnunetv2_uda.evaluation.tables import format_table7
 from nnunetv2_uda.pipeline.datasets import NNUNET_FOLDERS, nnunet_folders
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.rows import ROW_TITLES
@@ -88,23 +89,14 @@ def print_results(pipeline_folder: Path, env: dict[str, str]) -> None:
     """Table 7 form (DSC / NSD per organ, %) from the pipeline's evaluate steps, and every step's wall time."""
     manifest = Manifest(pipeline_folder, roots=nnunet_folders(env)).stages
     run = json.loads((pipeline_folder / "run.json").read_text())
-    header_line = f"{'Method':<20}" + "".join(f"{organ:>22}" for organ in (*ORGANS, "mean"))
-    print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
-    print(header_line)
-    print("-" * len(header_line))
+    summaries = {}
     for row in run["rows"]:
         record = manifest.get(f"evaluate_{row}")
-        if not record or not record.get("finished"):
-            print(f"{ROW_TITLES.get(row, row):<20} (not scored)")
-            continue
-        summary = json.loads(Path(record["outputs"]["summary"]).read_text())["summary"]
-        cells = []
-        for organ in (*ORGANS, "mean"):
-            if organ in summary:
-                cells.append(f"{100 * summary[organ]['DSC']['mean']:.1f} / {100 * summary[organ]['NSD']['mean']:.1f}")
-            else:
-                cells.append("n/a")
-        print(f"{ROW_TITLES.get(row, row):<20}" + "".join(f"{cell:>22}" for cell in cells))
+        finished = record and record.get("finished")
+        summaries[ROW_TITLES.get(row, row)] = json.loads(Path(record["outputs"]["summary"]).read_text())["summary"] \
+            if finished else None  # not scored: n/a
+    print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
+    print(format_table7(summaries, organs=ORGANS, digits=1))
     print("\nWall time per step (s)")
     total = 0.0
     for step in run["steps"]:

@@ -34,6 +34,7 @@ from scipy.stats import wasserstein_distance
 
 from nnunetv2_uda.translation.networks import GENERATORS
 from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
+from nnunetv2_uda.translation.settings import TranslatorSettings
 from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import translate_dataset
 from nnunetv2_uda.translation.translator import train_translator
@@ -87,11 +88,11 @@ def run_pair(name: str, ct: Path, mri: Path, work: Path, args) -> None:
     for mode, generator in trained_pairs:
         start = time.perf_counter()
         label = f"{mode}, {generator} generator"
-        translator = train_translator(ct, mri, work / f"translator_{name}_{mode}_{generator}", mode=mode,
-                                      iterations=args.iterations, checkpoint_every=max(1, args.iterations // 4),
-                                      device=args.device, slice_size=args.slice_size, generator=generator,
-                                      lambda_anatomy=args.lambda_anatomy,
-                                      inplane_spacing=args.inplane_spacing, max_slices_per_case=args.slices_per_case)
+        settings = TranslatorSettings(iterations=args.iterations, slice_size=args.slice_size, generator=generator,
+                                      lambda_anatomy=args.lambda_anatomy, inplane_spacing=args.inplane_spacing,
+                                      max_slices_per_case=args.slices_per_case)
+        translator = train_translator(ct, mri, work / f"translator_{name}_{mode}_{generator}", settings, mode=mode,
+                                      checkpoint_every=max(1, args.iterations // 4), device=args.device)
         fake = work / f"fake_{name}_{mode}_{generator}"
         translate_dataset(translator, ct, fake, device=args.device, mri_dataset_folder=mri, overwrite=True)
         print(f"[{name}] {label}: trained and translated in {time.perf_counter() - start:.0f} s; panel: "

@@ -49,7 +49,7 @@ def tiny_config(root: Path, final_epochs: int = 1) -> dict:
         "ablation": "asit_mdm_plf",
         "organs": ["spleen", "liver"],  # renumbered 1, 2 in every network (the other organs become background)
         "sequence_order": ["T2", "T1", "DWI"],
-        "translator": {"iterations": 6, "batch_size": 2, "extra_args": ["--slice_size", "48"]},
+        "translator": {"iterations": 6, "batch_size": 2, "slice_size": 48},
         "source_training": {"epochs": 1, "iterations_per_epoch": 2},
         "self_training": {"epochs": 2, "iterations_per_epoch": 2, "num_snapshots": 2, "keep_fraction": 0.5},
         "final": {"epochs": final_epochs, "iterations_per_epoch": 2, "max_ct_cases": 2},

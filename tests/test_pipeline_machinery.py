@@ -40,7 +40,7 @@ from nnunetv2_uda.pipeline.datasets import (
     select_organs,
     write_raw_dataset,
 )
-from nnunetv2_uda.pipeline.graph import Context, Step
+from nnunetv2_uda.pipeline.graph import Context
 from nnunetv2_uda.pipeline.manifest import (
     FINGERPRINT_BLOCK_BYTES,
     Manifest,
@@ -50,7 +50,7 @@ from nnunetv2_uda.pipeline.manifest import (
 )
 from nnunetv2_uda.pipeline.nnunet_commands import parts_folder
 from nnunetv2_uda.pipeline.report import table7
-from nnunetv2_uda.pipeline.runner import RunResult, plan_run, prepare, rerun_reason, run_worker_parts
+from nnunetv2_uda.pipeline.runner import plan_run, prepare, rerun_reason
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
 
@@ -308,7 +308,7 @@ def test_second_plf_round_starts_from_the_first_rounds_final_network(tmp_path):
     steps, scored = build_steps(config, config.rows)
     by_name = {step.name: step for step in steps}
     relabel = by_name["pseudolabel_final_cyclegan"]
-    assert relabel.depends == ("final_cyclegan",) and relabel.split and relabel.inputs == ("mri_dataset",)
+    assert relabel.depends == ("final_cyclegan",) and relabel.inputs == ("mri_dataset",)
     assert set(by_name["selftrain_cyclegan_round2"].depends) == {"pseudolabel_final_cyclegan", "final_cyclegan",
                                                                  "plan"}  # warm start: the pseudo-labeler
     assert set(by_name["final_cyclegan_round2"].depends) == {"filter_cyclegan_round2", "selftrain_cyclegan_round2",
@@ -464,32 +464,6 @@ def test_prediction_parts_belong_to_one_trained_network(tmp_path):
     assert parts_folder(tmp_path / "out", "pseudolabel_asit", "h1", model) == first
     checkpoint.write_bytes(b"weights of the retrained network")  # same settings, so the same input hash
     assert parts_folder(tmp_path / "out", "pseudolabel_asit", "h1", model) != first
-
-
-def test_check_plan_and_worker_agree_with_the_main_runs_records(tmp_path):
-    ran: list[tuple[str, str]] = []
-
-    def step(name: str, depends: tuple[str, ...] = (), split: bool = False) -> Step:
-        return Step(name, name, lambda context, attempt: ran.append((name, attempt.input_hash)) or {},
-                    {"setting": name}, depends=depends, split=split)
-
-    steps = [step("a"), step("b", ("a",), split=True), step("c", ("b",)), step("d", ("c",), split=True),
-             step("e", ("d",))]
-    config = config_from_dict(minimal(tmp_path))
-    manifest = Manifest(tmp_path / "out")
-    context = Context(config, {}, {}, {}, manifest, [1], worker=True)
-    planned = {item.step.name: item for item in plan_run(context, steps)}
-    assert all(item.status == "run: not run before" for item in planned.values())
-    for name in ("a", "b", "c"):  # the main run has finished a, b (all its parts) and c, not yet d
-        manifest.mark_started(name, planned[name].input_hash, planned[name].settings, planned[name].inputs)
-        manifest.mark_finished(name, {}, 1.0)
-    replanned = {item.step.name: item for item in plan_run(context, steps)}
-    assert [replanned[n].status.split(" ")[0] for n in "abcde"] == ["skip", "skip", "skip", "run:", "run:"]
-    assert {n: replanned[n].input_hash for n in "abcde"} == {n: planned[n].input_hash for n in "abcde"}
-
-    result = run_worker_parts(context, steps, RunResult(["row"]))
-    assert ran == [("d", planned["d"].input_hash)]  # its part only, under the hash the main run will record
-    assert result.statuses == {"a": "skipped", "b": "skipped", "c": "skipped", "d": "part"}
 
 
 # ------------------------------------------------------------------ bad and hostile input (issue #23), no training
@@ -669,7 +643,8 @@ def test_output_folder_that_is_not_the_runs_is_refused(tmp_path, monkeypatch):
 
 NONSENSE_NUMBERS = {  # config values -> the key named; each was accepted before issue #23
     "batch_size 0": ({"batch_size": 0}, "'batch_size': must be at least 1"),
-    "translator batch_size 0": ({"translator": {"batch_size": 0}}, "'translator.batch_size': must be at least 1"),
+    "translator batch_size 0": ({"translator": {"batch_size": 0}},
+                                "'translator.batch_size': must be an integer >= 1, got 0"),
     "negative spacing": ({"target_spacing": [2.5, -0.8, 0.8]}, "'target_spacing': spacings must be positive"),
     "NaN spacing": ({"target_spacing": [2.5, float("nan"), 0.8]}, "'target_spacing[1]': expected a finite number"),
     "negative threshold": ({"self_training": {"threshold": -0.1, "keep_fraction": None}},

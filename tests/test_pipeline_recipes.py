@@ -171,7 +171,7 @@ def test_help_names_every_flag():
     result = run_cli("-h")
     assert result.returncode == 0
     for flag in ("--recipe", "--ct", "--mri", "-o", "--test_images", "--set", "--list_recipes", "--check",
-                 "--part_id", "--worker", "--verbose", "config"):
+                 "--verbose", "config"):
         assert flag in result.stdout, flag
 
 

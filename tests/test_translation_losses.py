@@ -146,7 +146,8 @@ def test_image_pool_fills_then_mixes_history():
 
 def test_a_few_optimizer_steps_lower_the_total_loss():
     torch.manual_seed(0)
-    config = TranslatorConfig("ct", "mri", iterations=100, slice_size=32)
+    config = TranslatorConfig(ct_dataset="ct", mri_dataset="mri", inplane_spacing=1.5, iterations=100,
+                              slice_size=32)
     model = CycleGAN(config)
     rng = np.random.default_rng(0)
     generator = torch.Generator().manual_seed(1)
@@ -158,7 +159,8 @@ def test_a_few_optimizer_steps_lower_the_total_loss():
 
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
-    model = CycleGAN(TranslatorConfig("ct", "mri", iterations=10, slice_size=32))
+    model = CycleGAN(TranslatorConfig(ct_dataset="ct", mri_dataset="mri", inplane_spacing=1.5,
+                                      iterations=10, slice_size=32))
     factors = [model.linear_decay(i) for i in range(10)]
     assert factors[:5] == [1.0] * 5
     assert all(a > b for a, b in zip(factors[4:], factors[5:], strict=False)) and 0 < factors[-1] < 0.2

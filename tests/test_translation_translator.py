@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from dataclasses import fields
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from nnunetv2_uda.atomic_files import is_hidden
 from nnunetv2_uda.checkpoints import load_checkpoint
 from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.translation.raw_dataset import DatasetError, open_raw_dataset
+from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError
 from nnunetv2_uda.translation.slices import extract_slices
 from nnunetv2_uda.translation.translate import load_generator, translate_dataset, translate_volume
 from nnunetv2_uda.translation.translator import (
@@ -32,6 +34,14 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 SINGLE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = {"iterations": 4, "checkpoint_every": 2, "batch_size": 2, "slice_size": 32, "inplane_spacing": 1.6,
         "max_slices_per_case": 4}
+SETTING_NAMES = {setting.name for setting in fields(TranslatorSettings)}
+
+
+def _train(ct, mri, folder, **options):
+    """``train_translator`` with TINY's settings; ``options`` override them or give the API's other arguments."""
+    options = {**TINY, **options}
+    settings = TranslatorSettings(**{key: value for key, value in options.items() if key in SETTING_NAMES})
+    return train_translator(ct, mri, folder, settings, **{k: v for k, v in options.items() if k not in SETTING_NAMES})
 
 
 def _write(array, path, spacing_zyx, origin=(0.0, 0.0, 0.0)):
@@ -84,7 +94,7 @@ def datasets(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(datasets, tmp_path_factory):
     ct, mri = datasets
-    return train_translator(ct, mri, tmp_path_factory.mktemp("translator") / "asit", **TINY)
+    return _train(ct, mri, tmp_path_factory.mktemp("translator") / "asit")
 
 
 class Killed(Exception):
@@ -113,11 +123,11 @@ def test_killed_run_resumes_at_its_checkpoint(datasets, trained, tmp_path):
         raise Killed(iteration)
 
     with pytest.raises(Killed):
-        train_translator(ct, mri, tmp_path, **TINY, on_checkpoint=kill_after_first_checkpoint)
+        _train(ct, mri, tmp_path, on_checkpoint=kill_after_first_checkpoint)
     assert json.loads((tmp_path / PROGRESS_FILE).read_text())["iteration"] == 2
 
     checkpoints_written = []
-    train_translator(ct, mri, tmp_path, **TINY, on_checkpoint=checkpoints_written.append)
+    _train(ct, mri, tmp_path, on_checkpoint=checkpoints_written.append)
     assert checkpoints_written == [4]  # continued from iteration 2, not from scratch
     resumed, straight = _weights(tmp_path), _weights(trained)
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)  # same result as the uninterrupted run
@@ -126,9 +136,9 @@ def test_killed_run_resumes_at_its_checkpoint(datasets, trained, tmp_path):
 def test_checkpoint_from_other_configuration_is_refused(datasets, trained):
     ct, mri = datasets
     with pytest.raises(TranslatorConfigError, match="lambda_cycle: checkpoint 10.0 vs requested 3.0"):
-        train_translator(ct, mri, trained, **{**TINY, "lambda_cycle": 3.0})
+        _train(ct, mri, trained, lambda_cycle=3.0)
     with pytest.raises(TranslatorConfigError, match="mode"):
-        train_translator(ct, mri, trained, **{**TINY, "mode": "cyclegan"})
+        _train(ct, mri, trained, mode="cyclegan")
 
 
 def test_translate_keeps_geometry_labels_and_case_names(datasets, trained, tmp_path):
@@ -153,7 +163,7 @@ def test_translate_keeps_geometry_labels_and_case_names(datasets, trained, tmp_p
 
 def test_plain_cyclegan_ablation_translates_from_raw_intensities(datasets, tmp_path):
     ct, mri = datasets
-    folder = train_translator(ct, mri, tmp_path / "cyclegan", mode="cyclegan", **{**TINY, "iterations": 1})
+    folder = _train(ct, mri, tmp_path / "cyclegan", mode="cyclegan", iterations=1)
     panel = translate_dataset(folder, ct, tmp_path / "fake", mri_dataset_folder=mri)
     assert panel.is_file()
     assert json.loads((tmp_path / "fake" / "dataset.json").read_text())["uda_translation"]["mode"] == "cyclegan"
@@ -174,7 +184,7 @@ def test_unet_generator_with_anatomy_term_trains_from_the_command_line_and_trans
     assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "fake" / "imagesTr" /
                                                                     "case0_0000.nii.gz")))).all()
     with pytest.raises(TranslatorConfigError, match="generator: checkpoint 'unet' vs requested 'resnet'"):
-        train_translator(ct, mri, folder, **TINY)
+        _train(ct, mri, folder)
 
 
 def test_flat_slices_are_left_out_of_the_slice_cache(tmp_path):
@@ -195,7 +205,7 @@ def test_flat_slices_are_left_out_of_the_slice_cache(tmp_path):
 def test_unfinished_translator_is_not_used(datasets, tmp_path):
     ct, mri = datasets
     with pytest.raises(Killed):
-        train_translator(ct, mri, tmp_path, **TINY, on_checkpoint=lambda i: (_ for _ in ()).throw(Killed()))
+        _train(ct, mri, tmp_path, on_checkpoint=lambda i: (_ for _ in ()).throw(Killed()))
     with pytest.raises(TranslatorConfigError, match="stopped at iteration 2 of 4"):
         translate_dataset(tmp_path, ct, tmp_path / "fake")
 
@@ -206,18 +216,18 @@ def test_bad_datasets_are_named(datasets, tmp_path):
     (empty / "imagesTr").mkdir(parents=True)
     (empty / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "file_ending": ".nii.gz"}))
     with pytest.raises(DatasetError, match="Dataset970_Empty' is empty"):
-        train_translator(ct, empty, tmp_path / "t1", **TINY)
+        _train(ct, empty, tmp_path / "t1")
 
     two_channels = tmp_path / "Dataset971_TwoChannels"
     two_channels.mkdir()
     (two_channels / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1", "1": "T2"}}))
     with pytest.raises(DatasetError, match="Dataset971_TwoChannels' has 2 channels"):
-        train_translator(ct, two_channels, tmp_path / "t2", **TINY)
+        _train(ct, two_channels, tmp_path / "t2")
 
     broken = _dataset(tmp_path / "Dataset972_Broken", "MRI", 1, False)
     (broken / "imagesTr" / "case0_0000.nii.gz").write_bytes(b"not an image")
     with pytest.raises(DatasetError, match="Dataset972_Broken': 1 of 1 image.*case0_0000.nii.gz: cannot be read"):
-        train_translator(ct, broken, tmp_path / "t3", **TINY)
+        _train(ct, broken, tmp_path / "t3")
 
     result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(empty), str(tmp_path / "t4")],
                             capture_output=True, text=True, env=SINGLE_THREAD_ENV)
@@ -309,7 +319,7 @@ def test_training_killed_with_sigkill_resumes_from_its_checkpoint_and_ends_as_an
     assert resumed.returncode == 0, resumed.stderr
     assert f"Resuming from {folder / CHECKPOINT_FILE} at iteration {killed_at} of 8" in resumed.stdout
 
-    straight = train_translator(ct, mri, tmp_path / "straight", **KILL_RUN)
+    straight = _train(ct, mri, tmp_path / "straight", **KILL_RUN)
     finished, expected = load_checkpoint(folder / CHECKPOINT_FILE), load_checkpoint(straight / CHECKPOINT_FILE)
     assert finished["history"] == expected["history"]  # every loss of every iteration, before and after the kill
     for network in ("T_t", "T_s", "D_t", "D_s"):
@@ -323,10 +333,10 @@ def test_a_folder_that_is_not_a_translator_folder_is_not_written_into(datasets, 
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
     with pytest.raises(OutputFolderError, match=f"{folder} is not empty and is not a translator folder.*notes.txt"):
-        train_translator(ct, mri, folder, **TINY)
+        _train(ct, mri, folder)
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
     with pytest.raises(OutputFolderError, match="lies inside the input"):
-        train_translator(ct, mri, ct / "translator", **TINY)
+        _train(ct, mri, ct / "translator")
     assert not (ct / "translator").exists()
 
 
@@ -349,15 +359,14 @@ def test_a_folder_that_is_not_a_translator_folder_is_not_written_into(datasets, 
 def test_nonsense_settings_are_refused_by_the_python_api_before_anything_is_written(datasets, tmp_path, setting,
                                                                                    value, message):
     ct, mri = datasets
-    with pytest.raises(TranslatorConfigError, match=re.escape(message)):
-        train_translator(ct, mri, tmp_path / "translator", **{**TINY, setting: value})
+    with pytest.raises(TranslatorSettingsError, match=re.escape(message)):
+        _train(ct, mri, tmp_path / "translator", **{setting: value})
     assert not (tmp_path / "translator").exists()
 
 
 def test_smallest_slice_size_and_no_residual_blocks_train(datasets, tmp_path):
     ct, mri = datasets
-    folder = train_translator(ct, mri, tmp_path / "small", **{**TINY, "iterations": 1, "slice_size": 24,
-                                                              "residual_blocks": 0})
+    folder = _train(ct, mri, tmp_path / "small", iterations=1, slice_size=24, residual_blocks=0)
     assert json.loads((folder / PROGRESS_FILE).read_text())["finished"]
 
 
@@ -428,5 +437,5 @@ def test_training_names_every_bad_image_before_writing_anything(datasets, tmp_pa
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(DatasetError, match=r"2 of 3 image\(s\) cannot be used: .*case0_0000.nii.gz: truncated"
                                            r".*case2_0000.nii.gz: truncated"):
-        train_translator(ct, mri, tmp_path / "translator", **TINY)
+        _train(ct, mri, tmp_path / "translator")
     assert not (tmp_path / "translator").exists()

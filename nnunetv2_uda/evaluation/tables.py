@@ -1,11 +1,14 @@
-"""Summary statistics and the paper's table forms, as aligned text for the terminal or markdown for reports.
+"""Summary statistics and the paper's table forms, as aligned text for the terminal or markdown for reports; every
+score table the package and the bench print is made here.
 
-Table 5 form: mean ± std of DSC and NSD per organ and their average. Tables 8/9 form: 25th, 50th and 75th
-percentile with mean ± std, used for accuracy and for efficiency (time, memory) alike.
+Table 5 form: mean ± std of DSC and NSD per organ and their average. Table 7 form: one row per method, mean DSC / NSD
+per organ. Tables 8/9 form: 25th, 50th and 75th percentile with mean ± std, used for accuracy and for efficiency
+(time, memory) alike.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -58,6 +61,33 @@ def format_table5(summary: Mapping[str, Mapping[str, Mapping[str, float]]], mark
         [_row_label(key)] + [format_mean_std(entry[m], scale=100) for m in METRICS] for key, entry in summary.items()
     ]
     return render_table(["Organ", "DSC (%)", "NSD (%)"], rows, markdown)
+
+
+def format_table7(summaries: Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]] | None],
+                  organs: Sequence[str] | None = None, trained: Sequence[str] = (), markdown: bool = False,
+                  digits: int = 2) -> str:
+    """Table 7 form: one row per method (``summaries``: its title -> its summary, None where it was not scored),
+    "DSC / NSD" mean (%) per organ (``organs``; default: those of the first summary) and their average; with
+    ``trained`` (organs the networks learned), also the mean over those organs, since the others are scored but were
+    never learned."""
+    scored = [summary for summary in summaries.values() if summary is not None]
+    if organs is None:
+        organs = [key for key in (scored[0] if scored else {}) if key != AVERAGE_KEY]
+    trained = [organ for organ in trained if organ in organs]
+
+    def cell(means: list[Mapping[str, float]]) -> str:
+        values = [sum(mean.get(metric, math.nan) for mean in means) / len(means) for metric in METRICS]
+        return " / ".join("n/a" if math.isnan(value) else f"{100 * value:.{digits}f}" for value in values)
+
+    rows = []
+    for title, summary in summaries.items():
+        means = {key: {metric: stats.get("mean", math.nan) for metric, stats in scores.items()}
+                 for key, scores in (summary or {}).items()}
+        cells = [cell([means.get(key, {})]) for key in [*organs, AVERAGE_KEY]]
+        if trained:
+            cells.append(cell([means.get(organ, {}) for organ in trained]))
+        rows.append([title, *cells])
+    return render_table(["Method", *organs, "Average", *(["Trained organs"] if trained else [])], rows, markdown)
 
 
 def format_percentile_table(

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from nnunetv2_uda.atomic_files import write_text_atomically
-from nnunetv2_uda.command_line import UserInputError, command, non_negative_int
+from nnunetv2_uda.command_line import UserInputError, command
 from nnunetv2_uda.pipeline.commands import StageCommandError
 from nnunetv2_uda.pipeline.recipes import recipe_file, recipe_header, recipe_names, recipe_purpose, run_config
 from nnunetv2_uda.pipeline.runner import plan_run, prepare, run_pipeline
@@ -60,6 +60,7 @@ def run_entry() -> None:
                "-o uda_run\n"
                "  nnUNetv2_uda_run --recipe gpu --ct CT --mri MRI -o uda_run --set num_processes=16 "
                "--set self_training.epochs=500\n"
+               "  nnUNetv2_uda_run my_run.yaml --set num_parts=8 --set scheduler=tcp://host:8786   # Dask workers\n"
                "  nnUNetv2_uda_run my_run.yaml --check      # a config file: 'recipe: cpu' plus its own keys")
     parser.add_argument("config", nargs="?", default=None,
                         help="Optional YAML (.yaml/.yml) or JSON (.json) config file: any keys of docs/config.md, and "
@@ -91,13 +92,6 @@ def run_entry() -> None:
                         help="Only check the config and the inputs, list the steps with what a run would do with each "
                              "(skip, or run and why: not run before, settings or input folders changed, an earlier "
                              "step reruns), then exit; nothing is trained or recorded. Default: off.")
-    parser.add_argument("--part_id", type=non_negative_int, default=None,
-                        help="With num_parts > 1: run only this part of the prediction steps here (nnU-Net's "
-                             "-part_id). Without --worker this process also runs every other step and waits for the "
-                             "other parts. Default: run all parts here.")
-    parser.add_argument("--worker", action="store_true",
-                        help="Run only part --part_id of the prediction steps (on another machine sharing the output "
-                             "and nnU-Net folders), waiting for the main run to reach them. Default: off.")
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()
     if args.list_recipes:
@@ -110,14 +104,14 @@ def run_entry() -> None:
              "test_images": args.test_images}
     config = run_config(args.recipe, args.config, paths, args.assignments)
     if args.check:
-        context, steps, _, rows, notes = prepare(config, args.part_id, args.worker)
+        context, steps, _, rows, notes = prepare(config)
         for note in notes:
             print(f"note: {note}")
         print(f"config OK; rows: {', '.join(rows)}")
         for planned in plan_run(context, steps):
             print(f"  {planned.step.name}: {planned.status}: {planned.step.description}")
         return
-    run_pipeline(config, args.part_id, args.worker)
+    run_pipeline(config)
 
 
 def demo_config(root: Path, device: str) -> dict:

@@ -19,6 +19,7 @@ import yaml
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
 from nnunetv2_uda.pipeline.rows import ABLATION_ROWS, ROWS
+from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
 # segmentation trainer -> its snapshot (pseudo-labeling) counterpart
@@ -48,15 +49,6 @@ class TrainingBudget:
 
     epochs: int = 1000
     iterations_per_epoch: int = 250
-
-
-@dataclass
-class TranslatorConfig:
-    """Stage 1: the CT -> MRI translator (nnUNetv2_uda_train_translator)."""
-
-    iterations: int = 20000
-    batch_size: int | None = None
-    extra_args: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,12 +95,13 @@ class PipelineConfig:
     num_processes: int = 2
     num_gpus: int = 1
     num_parts: int = 1
+    scheduler: str | None = None  # a Dask scheduler address for the parts; None: a LocalCluster
     warm_start: bool = True
     source_warm_start: bool = False
     mri_default_sequence: str | None = None
     ablation: str | list[str] = "asit_mdm_plf"
     sequence_order: list[str] | None = None
-    translator: TranslatorConfig = field(default_factory=TranslatorConfig)
+    translator: TranslatorSettings = field(default_factory=TranslatorSettings)  # stage 1: nnUNetv2_uda_train_translator
     source_training: TrainingBudget = field(default_factory=TrainingBudget)
     ct_training: TrainingBudget | None = None
     self_training: SelfTrainingConfig = field(default_factory=SelfTrainingConfig)
@@ -204,8 +197,15 @@ def _build(schema: type, values: dict, prefix: str, problems: list[str]):
     for key in values:
         if key not in known:
             problems.append(f"'{prefix}{key}': unknown key (known: {', '.join(sorted(known))})")
+    before = len(problems)
     kwargs = {name: _convert(values[name], hints[name], prefix + name, problems) for name in known if name in values}
-    return schema(**kwargs)
+    try:
+        return schema(**kwargs)
+    except TranslatorSettingsError as error:  # its ranges are checked where the type is defined
+        named = " ".join(problems[before:])
+        problems.extend(f"'{prefix}{name}': {problem}" for name, problem in error.problems.items()
+                        if f"'{prefix}{name}'" not in named)
+        return None
 
 
 def _check_values(config: PipelineConfig, problems: list[str]) -> None:
@@ -231,12 +231,13 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'target_spacing': spacings must be positive (mm), got {config.target_spacing}")
     if config.device not in ("cpu", "cuda", "mps"):
         problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
+    if isinstance(config.scheduler, str) and "://" not in config.scheduler:
+        problems.append(f"'scheduler': {config.scheduler!r} is not a Dask scheduler address such as "
+                        f"tcp://host:8786")
     if config.fold != "all" and config.fold not in tuple("01234"):
         problems.append(f"'fold': {config.fold!r} is not 'all' or 0-4")
     positive = {"num_processes": config.num_processes,
-                "batch_size": config.batch_size, "translator.batch_size": config.translator.batch_size,
-                "num_gpus": config.num_gpus, "num_parts": config.num_parts,
-                "translator.iterations": config.translator.iterations,
+                "batch_size": config.batch_size, "num_gpus": config.num_gpus, "num_parts": config.num_parts,
                 "source_training.epochs": config.source_training.epochs,
                 "source_training.iterations_per_epoch": config.source_training.iterations_per_epoch,
                 "self_training.epochs": config.self_training.epochs,

@@ -20,7 +20,7 @@ from nnunetv2_uda.pipeline.manifest import Manifest
 @dataclass(frozen=True)
 class Attempt:
     """One run of one step: whether it resumes an attempt that stopped under the same input hash, and that hash
-    (a split step names its parts folder by it)."""
+    (a prediction step names its parts folder by it)."""
 
     resume: bool
     input_hash: str
@@ -28,16 +28,13 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Context:
-    """What every step needs: the config, nnU-Net's folders, facts about the inputs and which parts this process
-    predicts."""
+    """What every step needs: the config, nnU-Net's folders and facts about the inputs."""
 
     config: PipelineConfig
     folders: dict[str, Path]
     labels: dict[str, int]
     sequences: dict[str, str]
     manifest: Manifest
-    part_ids: list[int]
-    worker: bool = False
     relabel: dict[int, int] | None = None  # CT label id -> training id when 'organs' restricts them
 
     def manifest_outputs(self, step: str) -> dict:
@@ -92,7 +89,6 @@ class Step:
     settings: dict = field(default_factory=dict)
     depends: tuple[str, ...] = ()
     inputs: tuple[str, ...] = ()  # config keys of user input folders whose content the result depends on
-    split: bool = False  # runs in -num_parts/-part_id parts
     datasets: tuple[str, ...] = ()  # roles (DATASET_ROLES) of the nnU-Net datasets it writes
 
 

@@ -1,4 +1,5 @@
-"""The pipeline's calls of stock nnU-Net: preprocessing with the shared plans, training, prediction in parts.
+"""The pipeline's calls of stock nnU-Net: preprocessing with the shared plans, training, prediction in parts (run
+as Dask tasks, :mod:`nnunetv2_uda.pipeline.cluster`).
 
 All segmentation datasets share one plans file (nnU-Net's ``nnUNetv2_move_plans_between_datasets``), so every network
 has the same architecture and a stage can start from the previous stage's weights (``-pretrained_weights``).
@@ -8,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import copy_atomically, folder_built_atomically, is_hidden, write_json_atomically
 from nnunetv2_uda.checkpoints import CheckpointError, load_checkpoint
+from nnunetv2_uda.pipeline.cluster import Part, predict_part, run_parts
 from nnunetv2_uda.pipeline.commands import run_logged, say
 from nnunetv2_uda.pipeline.datasets import link_or_copy
 from nnunetv2_uda.pipeline.graph import Context
@@ -23,7 +24,6 @@ from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE
 PLANS = "nnUNetPlansUDASmall"
 PLANNER = "nnUNetPlannerUDASmall"
 ZSCORE_CHANNEL = "zscore"  # nnU-Net's z-score normalization: one intensity treatment for CT, fake MRI and MRI
-PART_POLL_SECONDS = 10.0
 # the checkpoints nnUNetv2_train --c continues from, in the order it looks for them
 CONTINUE_CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_latest.pth", "checkpoint_best.pth")
 
@@ -131,47 +131,40 @@ def parts_folder(out: Path, step: str, input_hash: str, model: dict) -> Path:
     return Path(out) / "parts" / step / f"{input_hash}_{checkpoint}"
 
 
-def predict_in_parts(context: Context, input_hash: str, step: str, model: dict, images: Path, output: Path) -> bool:
-    """nnUNetv2_predict_fast over ``images`` in ``num_parts`` parts (nnU-Net's -num_parts/-part_id).
+def predict_in_parts(context: Context, input_hash: str, step: str, model: dict, images: Path, output: Path) -> None:
+    """nnUNetv2_predict_fast over ``images`` in ``num_parts`` parts (nnU-Net's -num_parts/-part_id), merged with the
+    label names into ``output`` (built beside it and swapped in).
 
     Each part is predicted into a hidden staging folder in ``parts/<step>/<hash>/`` that becomes ``part_<i>`` when
-    complete, so parts can run on other machines against a shared output folder (``nnUNetv2_uda_run CONFIG --worker
-    --part_id I``) and a killed part is never taken for done. The process that owns the step waits for all parts,
-    then merges them, with the label names, into ``output`` (built beside it and swapped in). Returns False in a
-    worker (the owner merges).
+    complete, so a killed part is never taken for done and a rerun predicts only the missing parts. One part runs
+    here; several run as Dask tasks (:mod:`nnunetv2_uda.pipeline.cluster`), on a ``LocalCluster`` or on the workers
+    of the config's ``scheduler``.
     """
     config = context.config
     parts_root = parts_folder(context.out, step, input_hash, model)
-    if parts_root.parent.is_dir() and not context.worker:
+    if parts_root.parent.is_dir():
         for stale in parts_root.parent.iterdir():
             if stale != parts_root:
                 remove(stale)
-    for part in context.part_ids:
-        done = parts_root / f"part_{part}"
-        if done.is_dir():
-            continue
-        try:
-            with folder_built_atomically(done) as staging:
-                run_logged(["nnUNetv2_predict_fast", "-i", images, "-o", staging, "-d", model["dataset_id"],
-                            "-c", model["configuration"], "-tr", model["trainer"], "-p", model["plans"],
-                            "-f", model["fold"], "-device", config.device, "-npp", 1, "-nps", 1,
-                            "-num_parts", config.num_parts, "-part_id", part], context.log_file(f"{step}_part{part}"))
-        except FileExistsError:
-            if not done.is_dir():
-                raise
-            say(f"{step}: part {part} was completed by another process meanwhile; keeping that one")
-    if context.worker:
-        return False
-    waiting_since = time.time()
-    while missing := [i for i in range(config.num_parts) if not (parts_root / f"part_{i}").is_dir()]:
-        print(f"{step}: waiting for part(s) {missing} of {config.num_parts} in {parts_root} "
-              f"({time.time() - waiting_since:.0f} s; run them with 'nnUNetv2_uda_run CONFIG --worker --part_id I')",
-              flush=True)
-        time.sleep(PART_POLL_SECONDS)
+    if parts_root.is_dir():  # staging folders of parts killed in an earlier attempt: only this step's tasks write here
+        for abandoned in parts_root.iterdir():
+            if is_hidden(abandoned):
+                remove(abandoned)
+    arguments = ["nnUNetv2_predict_fast", "-i", images, "-d", model["dataset_id"], "-c", model["configuration"],
+                 "-tr", model["trainer"], "-p", model["plans"], "-f", model["fold"], "-device", config.device,
+                 "-npp", 1, "-nps", 1, "-num_parts", config.num_parts]
+    environment = {name: str(folder) for name, folder in context.folders.items()}
+    missing = [Part(i, [str(a) for a in [*arguments, "-part_id", i]], str(parts_root / f"part_{i}"),
+                    str(context.log_file(f"{step}_part{i}")), environment)
+               for i in range(config.num_parts) if not (parts_root / f"part_{i}").is_dir()]
+    if config.num_parts == 1:
+        for part in missing:
+            predict_part(part)
+    elif missing:
+        run_parts(missing, config.scheduler, step)
     with folder_built_atomically(output, replace=True) as staging:
         for part in range(config.num_parts):
             for path in sorted((parts_root / f"part_{part}").iterdir()):
                 if path.name.endswith(".nii.gz") and not is_hidden(path):
                     link_or_copy(path, staging / path.name)
         write_labels_dataset_json(context, staging)
-    return True

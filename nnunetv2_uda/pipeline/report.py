@@ -6,20 +6,15 @@ Figures are copied next to the report (``figures/``) so the folder can be moved 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import copy_atomically, write_text_atomically
-from nnunetv2_uda.evaluation.tables import AVERAGE_KEY, format_table5, render_table
+from nnunetv2_uda.evaluation.tables import format_table5, format_table7, render_table
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.rows import ROW_TITLES
 
 REPORT_NAME = "report.md"
 FIGURES = "figures"
-
-
-def _percent(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
 
 def _figure(out: Path, source: str | Path, name: str) -> str | None:
@@ -33,21 +28,9 @@ def _figure(out: Path, source: str | Path, name: str) -> str | None:
 
 
 def table7(summaries: dict[str, dict], trained: list[str] | None = None) -> str:
-    """Table 7 form: one row per method, "DSC / NSD" (%) per organ and their average; with ``trained`` (the config's
-    'organs'), also the mean over those organs, since the others are scored but were never learned."""
-    organs = [o for o in next(iter(summaries.values()))["summary"] if o != AVERAGE_KEY]
-    trained = [o for o in trained or [] if o in organs]
-    rows = []
-    for row, content in summaries.items():
-        means = {organ: {metric: values.get("mean", float("nan")) for metric, values in scores.items()}
-                 for organ, scores in content["summary"].items()}
-        cells = [" / ".join(_percent(means.get(key, {}).get(m, float("nan"))) for m in ("DSC", "NSD"))
-                 for key in [*organs, AVERAGE_KEY]]
-        if trained:
-            cells.append(" / ".join(_percent(sum(means[o].get(m, float("nan")) for o in trained) / len(trained))
-                                    for m in ("DSC", "NSD")))
-        rows.append([ROW_TITLES.get(row, row)] + cells)
-    return render_table(["Method", *organs, "Average", *(["Trained organs"] if trained else [])], rows, markdown=True)
+    """Table 7 form (markdown) of the rows' evaluations; with ``trained`` (the config's 'organs') also their mean."""
+    return format_table7({ROW_TITLES.get(row, row): content["summary"] for row, content in summaries.items()},
+                         trained=trained or (), markdown=True)
 
 
 def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dict[str, dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 from nnunetv2_uda.pipeline.commands import say
-from nnunetv2_uda.pipeline.config import INPUT_FOLDER_KEYS, ConfigError, PipelineConfig, check_inputs
+from nnunetv2_uda.pipeline.config import INPUT_FOLDER_KEYS, PipelineConfig, check_inputs
 from nnunetv2_uda.pipeline.datasets import (
     check_datasets_owned,
     check_label_names,
@@ -34,12 +34,11 @@ from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
 RUN_FILE = "run.json"
 SKIP_REASON = "finished earlier with the same inputs and settings"
-WORKER_POLL_SECONDS = 10.0
 
 
 @dataclass
 class RunResult:
-    """What happened to each step in this run: 'ran', 'skipped' or 'part' (a worker's share)."""
+    """What happened to each step in this run: 'ran' or 'skipped'."""
 
     rows: list[str]
     statuses: dict[str, str] = field(default_factory=dict)
@@ -142,8 +141,7 @@ def dataset_id_base(config: PipelineConfig, manifest: Manifest, folders: dict[st
                                                   "manifest.json when the run starts")
 
 
-def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> tuple[Context, list, dict,
-                                                                                                  list[str], list[str]]:
+def prepare(config: PipelineConfig) -> tuple[Context, list, dict, list[str], list[str]]:
     """Checks everything that can be checked before work starts and builds the step list; creates nothing but the
     output folder, after every check passed. The context's config has the dataset id base resolved
     (:func:`dataset_id_base`); the notes say which ids the run uses."""
@@ -153,11 +151,6 @@ def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = F
     labels, relabel = select_organs(check_label_names(Path(config.ct_dataset), Path(config.mri_dataset)),
                                     config.organs)
     sequences = mri_sequences(Path(config.mri_dataset) / "imagesTr", config.mri_default_sequence)
-    if part_id is not None and not 0 <= part_id < config.num_parts:
-        raise ConfigError("--part_id", [f"{part_id} is outside 0..{config.num_parts - 1} (num_parts "
-                                        f"{config.num_parts})"])
-    if worker and part_id is None:
-        raise ConfigError("--worker", ["needs --part_id"])
     manifest = Manifest(Path(config.output_folder), roots=folders)
     base, source = dataset_id_base(config, manifest, folders)
     config = dataclasses.replace(config, dataset_id_base=base)  # the steps record the base in their settings
@@ -170,19 +163,16 @@ def prepare(config: PipelineConfig, part_id: int | None = None, worker: bool = F
     notes.append(f"nnU-Net dataset ids {describe_ids([dataset_id for dataset_id, _ in datasets])} (base {base}: "
                  f"{source})")
     Path(config.output_folder).mkdir(parents=True, exist_ok=True)
-    part_ids = [part_id] if part_id is not None else list(range(config.num_parts))
-    context = Context(config, folders, labels, sequences, manifest, part_ids, worker, relabel=relabel)
+    context = Context(config, folders, labels, sequences, manifest, relabel=relabel)
     return context, steps, scored, rows, notes
 
 
-def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: bool = False) -> RunResult:
-    context, steps, scored, rows, notes = prepare(config, part_id, worker)
+def run_pipeline(config: PipelineConfig) -> RunResult:
+    context, steps, scored, rows, notes = prepare(config)
     for note in notes:
         say(note)
     say(f"rows: {', '.join(rows)}; {len(steps)} steps; output folder {context.out}")
     result = RunResult(rows)
-    if worker:
-        return run_worker_parts(context, steps, result)
     context.manifest.save()  # the run's id and dataset id base, before any dataset exists
     reserve_dataset_ids(context.folders, context.config.dataset_id_base, context.owner)
     started = time.time()
@@ -211,39 +201,3 @@ def run_pipeline(config: PipelineConfig, part_id: int | None = None, worker: boo
     say(f"report: {result.report}")
     return result
 
-
-def run_worker_parts(context: Context, steps: list[Step], result: RunResult) -> RunResult:
-    """A worker runs its part of each split step once the main run has finished that step's upstream steps; the
-    hashes are the main run's, read from the shared manifest."""
-    fingerprints: dict[str, str] = {}
-    last_split = max((i for i, s in enumerate(steps) if s.split), default=-1)
-    for index, step in enumerate(steps[:last_split + 1], 1):
-        input_hash = wait_for_upstream(step, context, fingerprints)
-        prefix = f"[{index}/{len(steps)}] {step.name}"
-        if context.manifest.is_finished(step.name, input_hash):
-            say(f"{prefix}: skipped ({SKIP_REASON})")
-            result.statuses[step.name] = "skipped"
-        elif step.split:
-            say(f"{prefix}: running part {context.part_ids} ({step.description})")
-            step.action(context, Attempt(True, input_hash))
-            result.statuses[step.name] = "part"
-    say(f"worker part {context.part_ids} done")
-    return result
-
-
-def wait_for_upstream(step: Step, context: Context, fingerprints: dict[str, str]) -> str:
-    """A worker waits until the owner has finished every step this one depends on (or this one, if not split) and
-    returns the step's input hash."""
-    waited = 0.0
-    while True:
-        context.manifest.reload()
-        records = context.manifest.stages
-        if all(records.get(d, {}).get("finished") for d in step.depends):
-            upstream = {d: records[d]["input_hash"] for d in step.depends}
-            input_hash = step_hash(step, context, fingerprints, upstream)[0]
-            if step.split or context.manifest.is_finished(step.name, input_hash):
-                return input_hash
-        if waited % 60 == 0:
-            say(f"worker: waiting for step '{step.name}' to be finished by the main run")
-        time.sleep(WORKER_POLL_SECONDS)
-        waited += WORKER_POLL_SECONDS

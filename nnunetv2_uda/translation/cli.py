@@ -7,6 +7,7 @@ Bad input ends a command with one line naming the file, setting or flag (see
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 import torch
 
@@ -18,7 +19,7 @@ from nnunetv2_uda.command_line import (
     positive_int,
 )
 from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
-from nnunetv2_uda.translation.networks import GENERATORS
+from nnunetv2_uda.translation.settings import TranslatorSettings
 
 
 def torch_device(text: str) -> str:
@@ -67,9 +68,22 @@ def sobel_entry() -> None:
     print(f"Anatomy-space dataset written to {output}")
 
 
-def train_translator_parser() -> argparse.ArgumentParser:
-    from nnunetv2_uda.translation.translator import MIN_SLICE_SIZE
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of :class:`TranslatorSettings`, with its default, range and help."""
+    for setting in fields(TranslatorSettings):
+        meta, default = setting.metadata, setting.default
+        shown = "none" if default is None else f"{default:g}" if isinstance(default, float) else default
+        options = {"default": default, "help": f"{meta['help']}. Default: {shown}"}
+        if meta["choices"]:
+            options["choices"] = meta["choices"]
+        elif setting.type in ("int", int):
+            options["type"] = positive_int if meta["minimum"] >= 1 else non_negative_int
+        else:
+            options["type"] = positive_float if meta["strict"] else non_negative_float
+        parser.add_argument(f"--{setting.name}", **options)
 
+
+def train_translator_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Trains the CT -> MRI CycleGAN translator on unpaired axial slices "
                                      "(ASIT: from Sobel-CT; or plain CycleGAN from raw CT). Rerunning the same "
                                      "command resumes from the last checkpoint in OUTPUT_FOLDER.")
@@ -80,39 +94,10 @@ def train_translator_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("asit", "cyclegan"), default="asit",
                         help="asit: translate from Sobel anatomy space; cyclegan: from normalized raw CT "
                              "(ablation). Default: asit")
-    parser.add_argument("--iterations", type=positive_int, default=10000, help="training iterations. Default: 10000")
     parser.add_argument("--checkpoint_every", type=positive_int, default=500,
                         help="write a checkpoint (and progress.json, loss_curves.png) every N iterations. "
                              "Default: 500")
-    parser.add_argument("--batch_size", type=positive_int, default=4,
-                        help="slices per domain per iteration. Default: 4")
-    parser.add_argument("--slice_size", type=positive_int, default=256,
-                        help=f"training slices are center cropped/padded to this size (a multiple of 4, at least "
-                             f"{MIN_SLICE_SIZE}). Default: 256")
-    parser.add_argument("--inplane_spacing", type=positive_float, default=None,
-                        help="common in-plane spacing (mm) slices are resampled to. Default: median in-plane "
-                             "spacing of the MRI dataset")
-    parser.add_argument("--lambda_cycle", type=non_negative_float, default=10.0,
-                        help="cycle-consistency weight (eq. 4 lambda_1). Default: 10")
-    parser.add_argument("--lambda_identity", type=non_negative_float, default=5.0,
-                        help="identity weight (eq. 4 lambda_2). Default: 5")
-    parser.add_argument("--lambda_anatomy", type=non_negative_float, default=0.0,
-                        help="weight of an anatomy-consistency term that is not in the paper: 1 - correlation of the "
-                             "in-plane edge magnitudes of the fake MRI and its CT, so edges keep their place whatever "
-                             "their polarity (Hiasa et al. 2018's gradient consistency). Default: 0 (the paper's "
-                             "objective)")
-    parser.add_argument("--generator", choices=sorted(GENERATORS), default="resnet",
-                        help="generator architecture: resnet (CycleGAN's default) or unet (skip connections at "
-                             "every scale; keeps outlines sharp after short training). Default: resnet")
-    parser.add_argument("--generator_features", type=positive_int, default=8,
-                        help="generator base features (CycleGAN paper: 64). Default: 8 (CPU-friendly)")
-    parser.add_argument("--residual_blocks", type=non_negative_int, default=3,
-                        help="generator residual blocks (CycleGAN paper: 9; 0: none). Default: 3")
-    parser.add_argument("--discriminator_features", type=positive_int, default=8,
-                        help="discriminator base features (CycleGAN paper: 64). Default: 8")
-    parser.add_argument("--max_slices_per_case", type=positive_int, default=64,
-                        help="evenly spaced axial slices cached per case. Default: 64")
-    parser.add_argument("--seed", type=non_negative_int, default=12345, help="random seed. Default: 12345")
+    _settings_flags(parser)
     _common_flags(parser, "CT and MRI images")
     return parser
 
@@ -122,15 +107,9 @@ def train_translator_entry() -> None:
     from nnunetv2_uda.translation.translator import train_translator
 
     args = train_translator_parser().parse_args()
-    folder = train_translator(ct_dataset_folder=args.ct_dataset_folder, mri_dataset_folder=args.mri_dataset_folder,
-                              output_folder=args.output_folder, mode=args.mode, iterations=args.iterations,
-                              checkpoint_every=args.checkpoint_every, device=args.device, batch_size=args.batch_size,
-                              slice_size=args.slice_size, inplane_spacing=args.inplane_spacing,
-                              lambda_cycle=args.lambda_cycle, lambda_identity=args.lambda_identity,
-                              lambda_anatomy=args.lambda_anatomy, generator=args.generator,
-                              generator_features=args.generator_features, residual_blocks=args.residual_blocks,
-                              discriminator_features=args.discriminator_features,
-                              max_slices_per_case=args.max_slices_per_case, seed=args.seed,
+    settings = TranslatorSettings(**{field.name: getattr(args, field.name) for field in fields(TranslatorSettings)})
+    folder = train_translator(args.ct_dataset_folder, args.mri_dataset_folder, args.output_folder, settings,
+                              mode=args.mode, checkpoint_every=args.checkpoint_every, device=args.device,
                               allow_nonfinite=args.allow_nonfinite)
     print(f"Translator trained: {folder}")
 

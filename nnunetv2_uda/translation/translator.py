@@ -9,8 +9,6 @@ anything but tensors and plain data, and a non-empty folder that is not a transl
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 import random
 from collections.abc import Callable
@@ -27,14 +25,9 @@ from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
-from nnunetv2_uda.translation.networks import (
-    GENERATOR_DOWNSAMPLING,
-    GENERATOR_MIN_SIZE,
-    GENERATORS,
-    PatchDiscriminator,
-    build_generator,
-)
+from nnunetv2_uda.translation.networks import PatchDiscriminator, build_generator
 from nnunetv2_uda.translation.raw_dataset import open_raw_dataset
+from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError, number_problem
 from nnunetv2_uda.translation.slices import TRANSLATION_MODES, extract_slices, median_inplane_spacing
 
 CONFIG_FILE = "config.json"
@@ -47,68 +40,38 @@ _SHORT_NAMES = {"total": "L", "adversarial": "adv", "cycle": "cyc", "identity": 
 
 
 class TranslatorConfigError(UserInputError):
-    """A translator setting, folder or checkpoint that is invalid or does not match what was asked for."""
+    """A translator folder or checkpoint that is invalid or does not match what was asked for."""
 
 
-MIN_SLICE_SIZE = max(GENERATOR_MIN_SIZE, PatchDiscriminator.min_size())
-"""Training slices feed the discriminators too, whose smallest input is larger than the generators'."""
-API_ONLY_SETTINGS = ("ct_dataset", "mri_dataset", "learning_rate", "pool_size")
+@dataclass(frozen=True, kw_only=True)
+class TranslatorConfig(TranslatorSettings):
+    """What a translator folder's config.json records: its settings (the in-plane spacing resolved), the datasets it
+    was trained on, its mode and the optimizer settings only the Python API sees."""
 
-
-def _setting(name: str) -> str:
-    """A setting as the user gave it: the command-line flag where there is one."""
-    return name if name in API_ONLY_SETTINGS else f"--{name}"
-
-
-def _number(name: str, value, integer: bool, minimum: float, strict: bool = False) -> float | int:
-    """``value`` as a plain int or float if it is a finite number above (``strict``) or from ``minimum``."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, kind) and not isinstance(value, bool) and (integer or math.isfinite(value)) \
-            and (value > minimum if strict else value >= minimum):
-        return int(value) if integer else float(value)
-    what = "an integer" if integer else "a finite number"
-    raise TranslatorConfigError(f"{_setting(name)} must be {what} {'>' if strict else '>='} {minimum:g}, "
-                                f"got {value!r}")
-
-
-@dataclass(frozen=True)
-class TranslatorConfig:
     ct_dataset: str
     mri_dataset: str
     mode: str = "asit"
-    iterations: int = 10000
-    batch_size: int = 4
-    slice_size: int = 256
-    inplane_spacing: float = 1.5
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 5.0
-    lambda_anatomy: float = 0.0
     learning_rate: float = 2e-4
     pool_size: int = 50
-    generator: str = "resnet"
-    generator_features: int = 8
-    residual_blocks: int = 3
-    discriminator_features: int = 8
-    max_slices_per_case: int = 64
-    seed: int = 12345
 
     def __post_init__(self):
-        """Refuses nonsense before any slice is cached, naming the setting; numbers are stored as plain types."""
-        for name, choices in (("mode", TRANSLATION_MODES), ("generator", tuple(sorted(GENERATORS)))):
-            if getattr(self, name) not in choices:
-                raise TranslatorConfigError(f"{_setting(name)} must be one of {choices}, got {getattr(self, name)!r}")
-        limits = {"iterations": 1, "batch_size": 1, "slice_size": 1, "generator_features": 1, "residual_blocks": 0,
-                  "discriminator_features": 1, "max_slices_per_case": 1, "pool_size": 0, "seed": 0}
-        for name, minimum in limits.items():
-            object.__setattr__(self, name, _number(name, getattr(self, name), True, minimum))
-        for name in ("lambda_cycle", "lambda_identity", "lambda_anatomy"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), False, 0))
-        for name in ("inplane_spacing", "learning_rate"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), False, 0, strict=True))
-        if self.slice_size % GENERATOR_DOWNSAMPLING or self.slice_size < MIN_SLICE_SIZE:
-            raise TranslatorConfigError(f"--slice_size must be a multiple of {GENERATOR_DOWNSAMPLING} and at least "
-                                        f"{MIN_SLICE_SIZE} (the smallest input of the discriminators; the generators "
-                                        f"need {GENERATOR_MIN_SIZE}), got {self.slice_size}")
+        try:
+            super().__post_init__()
+            problems = {}
+        except TranslatorSettingsError as error:
+            problems = dict(error.problems)
+        if self.mode not in TRANSLATION_MODES:
+            problems["mode"] = f"must be one of {TRANSLATION_MODES}, got {self.mode!r}"
+        for name, value, minimum, strict in (("inplane_spacing", self.inplane_spacing, 0, True),
+                                             ("learning_rate", self.learning_rate, 0, True),
+                                             ("pool_size", self.pool_size, 0, False)):
+            problem = number_problem(value, name == "pool_size", minimum, strict)
+            if problem:
+                problems[name] = problem
+            elif name != "inplane_spacing":
+                object.__setattr__(self, name, int(value) if name == "pool_size" else float(value))
+        if problems:
+            raise TranslatorSettingsError(problems)
 
     def differences(self, other: TranslatorConfig) -> dict[str, tuple]:
         return {f.name: (getattr(other, f.name), getattr(self, f.name)) for f in fields(self)
@@ -193,7 +156,7 @@ def read_config(translator_folder: str | os.PathLike) -> TranslatorConfig:
         raise TranslatorConfigError(f"'{translator_folder}' is not a translator folder: no {CONFIG_FILE}")
     try:
         return TranslatorConfig(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, TranslatorConfigError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, TranslatorSettingsError) as error:
         raise TranslatorConfigError(f"'{path}' is not a valid translator configuration: {error}") from error
 
 
@@ -212,7 +175,7 @@ def read_checkpoint(translator_folder: str | os.PathLike, config: TranslatorConf
         if missing:
             raise TypeError(f"it lacks {missing}")
         saved = TranslatorConfig(**checkpoint["config"])
-    except (TypeError, TranslatorConfigError) as error:
+    except (TypeError, TranslatorSettingsError) as error:
         raise TranslatorConfigError(f"Checkpoint '{path}' was not written by this translator version "
                                     f"({error}); move it away to start over") from error
     differences = config.differences(saved)
@@ -271,33 +234,28 @@ def plot_loss_curves(history: list[dict], path: Path) -> None:
 
 
 def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: str | os.PathLike,
-                     output_folder: str | os.PathLike, mode: str = "asit", iterations: int = 10000,
-                     checkpoint_every: int = 500, device: str = "cpu", batch_size: int = 4, slice_size: int = 256,
-                     inplane_spacing: float | None = None, lambda_cycle: float = 10.0, lambda_identity: float = 5.0,
-                     lambda_anatomy: float = 0.0, generator: str = "resnet", generator_features: int = 8,
-                     residual_blocks: int = 3, discriminator_features: int = 8, max_slices_per_case: int = 64,
-                     seed: int = 12345, allow_nonfinite: bool = False,
+                     output_folder: str | os.PathLike, settings: TranslatorSettings | None = None, mode: str = "asit",
+                     checkpoint_every: int = 500, device: str = "cpu", allow_nonfinite: bool = False,
                      on_checkpoint: Callable[[int], None] | None = None) -> Path:
     """Trains (or resumes) a translator in ``output_folder`` and returns that folder.
 
-    ``inplane_spacing`` None means the median in-plane spacing of the MRI dataset. ``allow_nonfinite`` replaces NaN
-    or infinite voxels of the images (said on stderr) instead of refusing them. ``on_checkpoint(iteration)`` is
-    called after each checkpoint is on disk. Nothing is written before the settings, the folder and every image
-    were checked.
+    ``settings`` None means the defaults of :class:`TranslatorSettings`; its ``inplane_spacing`` None means the
+    median in-plane spacing of the MRI dataset. ``allow_nonfinite`` replaces NaN or infinite voxels of the images
+    (said on stderr) instead of refusing them. ``on_checkpoint(iteration)`` is called after each checkpoint is on
+    disk. Nothing is written before the settings, the folder and every image were checked.
     """
-    checkpoint_every = _number("checkpoint_every", checkpoint_every, True, 1)
+    settings = settings if settings is not None else TranslatorSettings()
+    problem = number_problem(checkpoint_every, True, 1)
+    if problem:
+        raise TranslatorSettingsError({"checkpoint_every": problem})
     ct_dataset = open_raw_dataset(ct_dataset_folder)
     mri_dataset = open_raw_dataset(mri_dataset_folder)
     folder = Path(output_folder)
     check_translator_folder(folder, [ct_dataset.folder, mri_dataset.folder])
-    if inplane_spacing is None:
-        inplane_spacing = median_inplane_spacing(mri_dataset)
-    config = TranslatorConfig(str(ct_dataset.folder.resolve()), str(mri_dataset.folder.resolve()), mode, iterations,
-                              batch_size, slice_size, float(inplane_spacing), lambda_cycle, lambda_identity,
-                              lambda_anatomy=lambda_anatomy, generator=generator, generator_features=generator_features,
-                              residual_blocks=residual_blocks,
-                              discriminator_features=discriminator_features,
-                              max_slices_per_case=max_slices_per_case, seed=seed)
+    spacing = settings.inplane_spacing if settings.inplane_spacing is not None else median_inplane_spacing(mri_dataset)
+    config = TranslatorConfig(**{**asdict(settings), "inplane_spacing": float(spacing)}, mode=mode,
+                              ct_dataset=str(ct_dataset.folder.resolve()),
+                              mri_dataset=str(mri_dataset.folder.resolve()))
     checkpoint = read_checkpoint(folder, config)
     if (folder / CONFIG_FILE).is_file() and checkpoint is None:
         previous = read_config(folder)
@@ -305,9 +263,9 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
             raise TranslatorConfigError(f"'{folder}' holds a translator configured differently "
                                         f"({sorted(previous.differences(config))}); use another output folder")
 
-    random.seed(seed)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     model = CycleGAN(config, device)
     start, history = 0, []
     if checkpoint is not None:
@@ -315,29 +273,29 @@ def train_translator(ct_dataset_folder: str | os.PathLike, mri_dataset_folder: s
         start, history = checkpoint["iteration"], checkpoint["history"]
         rng.bit_generator.state = checkpoint["rng"]
         torch.set_rng_state(checkpoint["torch_rng"])
-        print(f"Resuming from {folder / CHECKPOINT_FILE} at iteration {start} of {iterations}", flush=True)
-    if start >= iterations:
+        print(f"Resuming from {folder / CHECKPOINT_FILE} at iteration {start} of {config.iterations}", flush=True)
+    if start >= config.iterations:
         return folder
 
-    ct_slices = extract_slices(ct_dataset, "ct", mode, config.inplane_spacing, slice_size, max_slices_per_case,
-                               allow_nonfinite=allow_nonfinite)
-    mri_slices = extract_slices(mri_dataset, "mri", mode, config.inplane_spacing, slice_size, max_slices_per_case,
-                                allow_nonfinite=allow_nonfinite)
+    ct_slices, mri_slices = (extract_slices(dataset, domain, mode, config.inplane_spacing, config.slice_size,
+                                            config.max_slices_per_case, allow_nonfinite=allow_nonfinite)
+                             for dataset, domain in ((ct_dataset, "ct"), (mri_dataset, "mri")))
     ct_slices, mri_slices = ct_slices.to(model.device), mri_slices.to(model.device)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomically(asdict(config), folder / CONFIG_FILE)
-    progress = tqdm(range(start, iterations), initial=start, total=iterations, desc=f"translator ({mode})")
+    progress = tqdm(range(start, config.iterations), initial=start, total=config.iterations,
+                    desc=f"translator ({mode})")
     for iteration in progress:
-        ct_batch = ct_slices[torch.from_numpy(rng.integers(len(ct_slices), size=batch_size)).to(model.device)]
-        mri_batch = mri_slices[torch.from_numpy(rng.integers(len(mri_slices), size=batch_size)).to(model.device)]
+        ct_batch = ct_slices[torch.from_numpy(rng.integers(len(ct_slices), size=config.batch_size)).to(model.device)]
+        mri_batch = mri_slices[torch.from_numpy(rng.integers(len(mri_slices), size=config.batch_size)).to(model.device)]
         losses = model.train_step(TranslationBatch.from_slices(ct_batch.float(), mri_batch.float()), rng)
         history.append(losses)
         progress.set_postfix({_SHORT_NAMES[k]: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
         done = iteration + 1
-        if done % checkpoint_every == 0 or done == iterations:
+        if done % checkpoint_every == 0 or done == config.iterations:
             _save_checkpoint(folder, config, model, done, history, rng)
-            write_json_atomically({"iteration": done, "iterations": iterations, "finished": done == iterations,
-                                   "history": history}, folder / PROGRESS_FILE)
+            write_json_atomically({"iteration": done, "iterations": config.iterations,
+                                   "finished": done == config.iterations, "history": history}, folder / PROGRESS_FILE)
             plot_loss_curves(history, folder / LOSS_PLOT_FILE)
             if on_checkpoint is not None:
                 on_checkpoint(done)

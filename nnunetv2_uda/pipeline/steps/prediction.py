@@ -38,9 +38,8 @@ def clean_label_maps(context: Context, step: str, labels: Path) -> Path:
 def pseudolabel(context: Context, attempt: Attempt, name: str, network_step: str) -> dict:
     step = f"pseudolabel_{name}"
     output = context.out / "pseudolabels" / name
-    if not predict_in_parts(context, attempt.input_hash, step, context.manifest_outputs(network_step),
-                            context.mri_images, output):
-        return {"labels": str(output)}
+    predict_in_parts(context, attempt.input_hash, step, context.manifest_outputs(network_step), context.mri_images,
+                     output)
     return {"labels": str(clean_label_maps(context, step, output)), "unprocessed_labels": str(output)}
 
 
@@ -48,7 +47,7 @@ def pseudolabel_step(config: PipelineConfig, network_step: str, name: str, descr
     """``pseudolabel_<name>``: the real MRI (all of it, the cases to self-train on) predicted by the network that
     ``network_step`` trained, into ``OUT/pseudolabels/<name>``."""
     return Step(f"pseudolabel_{name}", description, partial(pseudolabel, name=name, network_step=network_step),
-                prediction_settings(config), depends=(network_step,), inputs=("mri_dataset",), split=True)
+                prediction_settings(config), depends=(network_step,), inputs=("mri_dataset",))
 
 
 def validation_images(context: Context) -> Path:
@@ -78,10 +77,9 @@ def predict(context: Context, attempt: Attempt, name: str) -> dict:
     for kind, images in targets.items():
         step = f"predict_{name}_{kind}"
         output = context.out / "predictions" / name / kind
-        outputs[kind] = str(output)
-        if predict_in_parts(context, attempt.input_hash, step, model, images, output):
-            outputs[kind] = str(clean_label_maps(context, step, output))
-            outputs[f"{kind}_unprocessed"] = str(output)
+        predict_in_parts(context, attempt.input_hash, step, model, images, output)
+        outputs[kind] = str(clean_label_maps(context, step, output))
+        outputs[f"{kind}_unprocessed"] = str(output)
     return outputs
 
 
@@ -89,4 +87,4 @@ def predict_step(config: PipelineConfig, name: str) -> Step:
     """``predict_<name>``: the validation / test MRI predicted by the final network of self-training ``name``."""
     return Step(f"predict_{name}", "predict the validation / test MRI with the final network",
                 partial(predict, name=name), prediction_settings(config), depends=(f"final_{name}",),
-                inputs=("mri_dataset", "validation_labels", "test_images"), split=True)
+                inputs=("mri_dataset", "validation_labels", "test_images"))

@@ -23,11 +23,8 @@ def train_translator(context: Context, attempt: Attempt, mode: str) -> dict:
     folder = translator_folder(context, mode)
     if not attempt.resume:
         remove(folder)
-    args = ["nnUNetv2_uda_train_translator", config.ct_dataset, config.mri_dataset, folder, "--mode", mode,
-            "--iterations", config.translator.iterations, "--device", config.device]
-    if config.translator.batch_size is not None:
-        args += ["--batch_size", config.translator.batch_size]
-    run_logged(args + list(config.translator.extra_args), context.log_file(f"translator_{mode}"))
+    run_logged(["nnUNetv2_uda_train_translator", config.ct_dataset, config.mri_dataset, folder, "--mode", mode,
+                "--device", config.device, *config.translator.command_line()], context.log_file(f"translator_{mode}"))
     return {"translator_folder": str(folder)}
 
 
