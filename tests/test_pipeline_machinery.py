@@ -23,7 +23,7 @@ from nnunetv2_uda.flare_labels import FLARE_LABELS
 from nnunetv2_uda.images import ImageFileError
 from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.pipeline.commands import StageCommandError, run_logged
-from nnunetv2_uda.pipeline.config import ConfigError, check_inputs, config_from_dict, load_config
+from nnunetv2_uda.pipeline.config import ConfigError, check_inputs, config_from_dict
 from nnunetv2_uda.pipeline.datasets import (
     OWNER_KEY,
     DatasetOwnershipError,
@@ -49,6 +49,7 @@ from nnunetv2_uda.pipeline.manifest import (
     folder_fingerprint,
 )
 from nnunetv2_uda.pipeline.nnunet_commands import parts_folder
+from nnunetv2_uda.pipeline.recipes import run_config
 from nnunetv2_uda.pipeline.report import table7
 from nnunetv2_uda.pipeline.runner import plan_run, prepare, rerun_reason
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
@@ -78,7 +79,7 @@ def test_defaults_and_yaml_relative_paths(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump({"ct_dataset": "ct", "mri_dataset": "mri", "output_folder": "out",
                                            "ablation": ["only_ct", "asit"], "source_training": {"epochs": 3}}))
-    config = load_config(config_file)
+    config = run_config(config_file=config_file)
     assert config.ct_dataset == tmp_path / "ct" and config.output_folder == tmp_path / "out"
     assert config.rows == ["only_ct", "asit"]
     assert config.source_training.epochs == 3 and config.source_training.iterations_per_epoch == 250
@@ -346,7 +347,7 @@ def test_number_keys_accept_yaml_exponents_without_a_dot(tmp_path):
     config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  threshold: 1e-2\n"
                            "  keep_fraction: null\n")
     assert yaml.safe_load(config_file.read_text())["self_training"]["threshold"] == "1e-2"  # YAML 1.1: a string
-    assert load_config(config_file).self_training.threshold == pytest.approx(0.01)
+    assert run_config(config_file=config_file).self_training.threshold == pytest.approx(0.01)
     with pytest.raises(ConfigError, match="'self_training.threshold': expected a number, got 'low'"):
         config_from_dict(minimal(tmp_path, self_training={"threshold": "low", "keep_fraction": None}))
 
@@ -546,7 +547,7 @@ def test_a_second_run_with_the_same_dataset_ids_is_refused_before_any_work(tmp_p
     first_config, env = fake_run(tmp_path, "first")
     second_config, _ = fake_run(tmp_path, "second")
     use_env(monkeypatch, env)
-    prepare(load_config(second_config))  # the ids are free
+    prepare(run_config(config_file=second_config))  # the ids are free
     shutil.rmtree(tmp_path / "second")
     # the first run's plan step wrote its CT copy and recorded its manifest (as the runner does, without training)
     first = Manifest(tmp_path / "first")
@@ -562,18 +563,18 @@ def test_a_second_run_with_the_same_dataset_ids_is_refused_before_any_work(tmp_p
                               f"(run id {first.run_id})", "'dataset_id_base' (now 720")
     assert not (tmp_path / "second").exists()  # refused before anything was made
     assert tree(tmp_path / "nnunet") == before
-    prepare(load_config(first_config))  # the owner goes on
+    prepare(run_config(config_file=first_config))  # the owner goes on
 
     content = json.loads((raw / "dataset.json").read_text())
     del content[OWNER_KEY]  # the user's own dataset under that id
     (raw / "dataset.json").write_text(json.dumps(content))
     with pytest.raises(DatasetOwnershipError, match=f"{raw} belongs to no nnUNetv2_uda_run run"):
-        prepare(load_config(first_config))
+        prepare(run_config(config_file=first_config))
 
 
 def start_without_training(config_file: Path) -> Context:
     """What ``run_pipeline`` does before its first step (record the run's id and ids, reserve them), without steps."""
-    context = prepare(load_config(config_file))[0]
+    context = prepare(run_config(config_file=config_file))[0]
     context.manifest.save()
     reserve_dataset_ids(context.folders, context.config.dataset_id_base, context.owner)
     return context
@@ -601,18 +602,18 @@ def test_automatic_dataset_ids_are_free_disjoint_recorded_and_kept_on_rerun(tmp_
     write_raw_dataset(raw / "Dataset554_UDASourceCT", labeled_cases(tmp_path / "ct"), FLARE_LABELS, "zscore",
                       {OWNER_KEY: second.owner})  # the second run's plan step
     shutil.rmtree(raw / "Dataset510_Mine")  # the lower range is free again: reruns keep their recorded ranges
-    assert prepare(load_config(first_config))[0].config.dataset_id_base == 527
-    assert prepare(load_config(second_config))[0].config.dataset_id_base == 554
+    assert prepare(run_config(config_file=first_config))[0].config.dataset_id_base == 527
+    assert prepare(run_config(config_file=second_config))[0].config.dataset_id_base == 554
     check = run_cli(second_config, "--check", env=env)
     assert "note: nnU-Net dataset ids 554 (base 554: recorded in manifest.json when the run first started)" in \
         check.stdout
-    plan = {item.step.name: item for item in plan_run(*prepare(load_config(first_config))[:2])}["plan"]
+    plan = {item.step.name: item for item in plan_run(*prepare(run_config(config_file=first_config))[:2])}["plan"]
     assert plan.settings["dataset_id_base"] == 527  # the steps see (and hash) the resolved base
     assert start_without_training(third_config).config.dataset_id_base == 500
     shutil.rmtree(tmp_path / "third")  # a run folder deleted before it wrote a dataset frees its reservation
     write_dataset(raw / "Dataset510_Mine", FLARE_LABELS, ["u1"])
     fourth_config, _ = fake_run(tmp_path, "fourth", **user)
-    assert prepare(load_config(fourth_config))[0].config.dataset_id_base == 581
+    assert prepare(run_config(config_file=fourth_config))[0].config.dataset_id_base == 581
     assert tree(raw / "Dataset510_Mine") == mine  # never written to
 
     explicit_config, _ = fake_run(tmp_path, "explicit", dataset_id_base=554, ablation="only_ct")
@@ -637,7 +638,7 @@ def test_output_folder_that_is_not_the_runs_is_refused(tmp_path, monkeypatch):
         config_file, _ = fake_run(tmp_path, output_folder=str(inside))
         with pytest.raises(OutputFolderError, match=f"'output_folder': output folder {inside} (lies inside|is) the "
                                                     f"input"):
-            prepare(load_config(config_file))
+            prepare(run_config(config_file=config_file))
     assert not (tmp_path / "mri" / "out").exists() and tree(tmp_path / "mine") == {"notes.txt": b"the user's"}
 
 

@@ -7,14 +7,11 @@ together, so a user fixes the file once instead of once per error. docs/config.m
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
@@ -295,24 +292,6 @@ def config_from_dict(values: dict, source: str = "config") -> PipelineConfig:
         _check_values(config, problems)
     if problems:
         raise ConfigError(source, problems)
-    return config
-
-
-def load_config(path: Path | str) -> PipelineConfig:
-    """Reads a YAML (.yaml/.yml) or JSON (.json) config; relative paths in it are relative to the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(str(path), ["config file does not exist"])
-    text = path.read_text()
-    try:
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(str(path), [f"not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {error}"]) from None
-    config = config_from_dict(values if values is not None else {}, str(path))
-    for key in ("output_folder", *INPUT_FOLDER_KEYS):
-        value = getattr(config, key)
-        if value is not None and not value.is_absolute():
-            setattr(config, key, (path.parent / value).resolve())
     return config
 
 
