@@ -87,7 +87,7 @@ def test_unset_nnunet_folders_are_reported(tiny_dataset):
 
 
 def test_fullres_matches_the_reference_in_plans_folder(tiny_plans):
-    reference_file = Path(__file__).resolve().parents[1] / "plans" / "nnUNetPlansUDASmall_3d_fullres.reference.json"
+    reference_file = Path(__file__).resolve().parents[2] / "plans" / "nnUNetPlansUDASmall_3d_fullres.reference.json"
     reference = json.loads(reference_file.read_text())["3d_fullres"]
     planned = _configurations(tiny_plans)["3d_fullres"]
     assert {key: planned[key] for key in reference} == reference

@@ -1,10 +1,10 @@
 """Prediction parts as Dask tasks (issue #25, item 3): the same pseudo-labels from one process and from two workers.
 
-A small run (row "only CT", as in test_pipeline_reliability.py) first runs in one process (``num_parts: 1``, no
+A small run (row "only CT", as in pipeline/test_reliability.py) first runs in one process (``num_parts: 1``, no
 Dask). Rerun with ``num_parts: 2`` and the scheduler address of a ``LocalCluster`` of two workers started here, only
 its prediction step reruns (its settings changed; the trained network is kept, so the predictions are comparable:
 nnU-Net's CPU training is not seeded), one part on each worker, and must produce the label maps of the single-process
-run. The ``LocalCluster`` a run starts itself (no ``scheduler``) is exercised by test_pipeline_reliability.py.
+run. The ``LocalCluster`` a run starts itself (no ``scheduler``) is exercised by pipeline/test_reliability.py.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from test_filtering import SHAPE, _image, make_snapshot_setup
-from test_largest_component import two_organs_with_islands, write_label
-from test_matching import organ_map, write_case
+from pseudolabels.test_filtering import SHAPE, _image, make_snapshot_setup
+from pseudolabels.test_largest_component import two_organs_with_islands, write_label
+from pseudolabels.test_matching import organ_map, write_case
 
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
 

@@ -27,7 +27,7 @@ from nnunetv2_uda.pipeline.rows import ROWS
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
 EXPECTED_RECIPES = {"cpu", "gpu", "paper", "demo"}
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 PATHS = {"ct_dataset": "/data/ct", "mri_dataset": "/data/mri", "output_folder": "/data/out"}
 
 

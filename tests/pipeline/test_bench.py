@@ -19,7 +19,7 @@ import yaml
 from nnunetv2_uda.pipeline.config import config_from_dict
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "ct2mr_real.py"
 LABEL_SIDES = BENCH.parent / "label_sides.py"
 EXPERIMENTS = BENCH.parent / "experiments"
