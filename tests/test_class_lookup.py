@@ -45,6 +45,7 @@ def test_hook_is_silent_when_the_package_is_gone(monkeypatch):
     assert installs == [1]
 
 
+@pytest.mark.slow
 def test_fresh_interpreter_finds_our_trainer_and_planner_through_nnunet():
     result = _python(
         "from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find\n"
@@ -59,6 +60,7 @@ def test_fresh_interpreter_finds_our_trainer_and_planner_through_nnunet():
                                      "nnunetv2.training.nnUNetTrainer.nnUNetTrainer"]
 
 
+@pytest.mark.slow
 def test_spawned_worker_finds_our_classes():
     """nnU-Net preprocesses and exports in spawned workers: the hook must be active there without being asked."""
     result = _python(
@@ -116,6 +118,7 @@ def test_install_is_idempotent():
     assert len(sys.meta_path) == before
 
 
+@pytest.mark.slow
 def test_nnunets_own_unit_tests_pass_with_the_plugin_installed():
     """nnunetv2/tests minus integration_tests (those download data and train real models)."""
     import nnunetv2

@@ -322,7 +322,7 @@ def link_or_copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
-    except FileExistsError:
+    except FileExistsError:  # an OSError too, but never a reason to copy over what is there
         raise
     except OSError:
         shutil.copy2(source, target)

@@ -21,9 +21,9 @@ from nnunetv2_uda.command_line import UserInputError
 
 MANIFEST_NAME = "manifest.json"
 # what step records and their settings mean: raised whenever nnunetv2-uda changes that, so every step recorded under
-# another number reruns instead of old records being read by special cases (records carry it from 1 on)
-SCHEMA_VERSION = 1
-RECORD_KEYS = ("input_hash", "settings", "finished")  # what every record the runner writes has from its start
+# another number reruns instead of old records being read by special cases
+SCHEMA_VERSION = 2  # 2: figures recorded by kind ('translation_figures', 'uncertainty_figures')
+RECORD_KEYS = ("input_hash", "schema_version", "settings", "finished")  # what every record has from its start
 
 
 class ManifestError(UserInputError):
@@ -83,7 +83,7 @@ class Manifest:
     Output paths under a root (the output folder, and nnU-Net's folders where given) are stored as ``$<root
     name>/<rest>`` and read back under the roots of the current run, so a run folder copied or moved together with
     its nnU-Net folders resumes from its own files, not from the place it was first run. A new run gets its id when
-    the manifest is first written (manifests of older versions, which have none, get one then too).
+    the manifest is first written.
     """
 
     def __init__(self, folder: Path, roots: dict[str, Path] | None = None):
@@ -106,7 +106,7 @@ class Manifest:
             if "outputs" in record:
                 record["outputs"] = _map_strings(record["outputs"], self._expand)
         self.stages = stages
-        self.run_id = content.get("run_id", self.run_id)
+        self.run_id = content["run_id"]
         self.dataset_id_base = content.get("dataset_id_base", self.dataset_id_base)
 
     def _read(self) -> dict:
@@ -125,7 +125,7 @@ class Manifest:
         if not isinstance(content.get("stages"), dict):
             raise refuse("'stages' is missing or not a mapping of step records")
         run_id = content.get("run_id")
-        if run_id is not None and (not isinstance(run_id, str) or not run_id):
+        if not isinstance(run_id, str) or not run_id:
             raise refuse(f"'run_id' is {run_id!r}, not the run's id")
         base = content.get("dataset_id_base")
         if base is not None and (isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 999):
@@ -141,7 +141,7 @@ class Manifest:
             if not isinstance(record["finished"], bool) or not isinstance(record["input_hash"], str):
                 raise refuse(f"the record of step '{name}' has a 'finished' that is not true or false or an "
                              f"'input_hash' that is not a string")
-            schema = record.get("schema_version", 1)
+            schema = record["schema_version"]
             if isinstance(schema, bool) or not isinstance(schema, int):
                 raise refuse(f"the record of step '{name}' has a 'schema_version' that is not a whole number")
             if record["finished"] and not isinstance(record.get("outputs"), dict):
@@ -171,7 +171,7 @@ class Manifest:
     def schema_version(self, stage: str) -> int | None:
         """The record schema the stage was recorded under (:data:`SCHEMA_VERSION`), None if it has no record."""
         record = self.stages.get(stage)
-        return None if record is None else record.get("schema_version", 1)
+        return None if record is None else record["schema_version"]
 
     def is_current(self, stage: str, input_hash: str) -> bool:
         """The stage was recorded (finished or not) under this input hash and the current record schema."""

@@ -42,6 +42,19 @@ def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dic
     return summaries
 
 
+def _figures(out: Path, manifest: Manifest, steps: list[str], kind: str) -> list[tuple[str, str]]:
+    """(step, link) for the figures of one kind (an outputs key: 'translation_figures' or 'uncertainty_figures')
+    that finished steps recorded, copied next to the report."""
+    figures = []
+    for step in steps:
+        record = manifest.stages.get(step, {})
+        for index, figure in enumerate(record["outputs"].get(kind, []) if record.get("finished") else []):
+            link = _figure(out, figure, f"{step}_{index}_{Path(figure).name}")
+            if link:
+                figures.append((step, link))
+    return figures
+
+
 def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
     out = Path(out)
     rows = run_info["rows"]
@@ -54,18 +67,11 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
     lines += [f"- note: {note}" for note in run_info["notes"]]
     lines.append("")
 
-    figures = []
-    for step in run_info["steps"]:
-        record = manifest.stages.get(step, {})
-        for index, figure in enumerate(record.get("outputs", {}).get("figures", []) if record.get("finished") else []):
-            link = _figure(out, figure, f"{step}_{index}_{Path(figure).name}")
-            if link:
-                figures.append((step, link))
-    translation = [(s, f) for s, f in figures if s.startswith("translate_")]
+    translation = _figures(out, manifest, run_info["steps"], "translation_figures")
     if translation:
         lines += ["## Translation (CT -> fake MRI)", ""]
         lines += [f"![{step}]({link})" for step, link in translation] + [""]
-    histograms = [(s, f) for s, f in figures if s.startswith("filter_")]
+    histograms = _figures(out, manifest, run_info["steps"], "uncertainty_figures")
     if histograms:
         lines += ["## Snapshot uncertainty and its cut", ""]
         for step, link in histograms:

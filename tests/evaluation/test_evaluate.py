@@ -271,6 +271,7 @@ def test_nonsense_numbers_are_refused_at_parsing(folders, tmp_path, flag, value)
     assert_nothing_written(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_the_ground_truth_and_files_this_command_did_not_write_are_never_written(folders, tmp_path):
     gt_dir, pred_dir, _ = folders
     ground_truth = {path: path.read_bytes() for path in gt_dir.iterdir()}

@@ -83,6 +83,7 @@ def test_layout_and_dataset_json(phantoms):
     assert phantoms.contact_sheet.stat().st_size > 10_000 and phantoms.contact_sheet.suffix == ".png"
 
 
+@pytest.mark.slow
 def test_ct_dataset_passes_nnunet_integrity_check(phantoms):
     """nnU-Net's own check behind ``--verify_dataset_integrity`` (labels, geometry, file names, dataset.json)."""
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
@@ -207,6 +208,7 @@ def run_make_phantoms(*args, env) -> subprocess.CompletedProcess:
     return subprocess.run(["nnUNetv2_uda_make_phantoms", *map(str, args)], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path, nnunet_env, run_command):
     result = run_command(["nnUNetv2_uda_make_phantoms", tmp_path, "--num_ct", "1", "--num_mri", "2", "--shape",
                           "16", "48", "48", "--seed", "3", "--ct_id", "501", "--mri_id", "502"])

@@ -159,6 +159,7 @@ def test_a_finished_run_is_filed_under_the_next_number_without_machine_paths(tmp
 
 @pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
 @pytest.mark.parametrize("name", EXPERIMENT_NAMES)
+@pytest.mark.slow
 def test_dry_run_checks_config_and_leaves_mdm_out(name, tmp_path, nnunet_env):
     result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--experiment", name],
                             env=nnunet_env, capture_output=True, text=True, timeout=300)

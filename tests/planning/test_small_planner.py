@@ -64,6 +64,7 @@ def test_unknown_planner_is_an_error_naming_it(tiny_plans, tiny_dataset, nnunet_
     assert "nnunetv2_uda.planning" in result.stderr
 
 
+@pytest.mark.slow
 def test_labels_missing_from_dataset_json_are_rejected(tmp_path, nnunet_env):
     from conftest import write_tiny_dataset
 

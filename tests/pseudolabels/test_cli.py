@@ -14,7 +14,6 @@ import pytest
 import SimpleITK as sitk
 from pseudolabels.test_filtering import SHAPE, _image, make_snapshot_setup
 from pseudolabels.test_largest_component import two_organs_with_islands, write_label
-from pseudolabels.test_matching import organ_map, write_case
 
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
 
@@ -68,17 +67,6 @@ def write_float_image(path: Path, like: Path, nan: bool) -> None:
 @pytest.fixture
 def snapshots(tmp_path) -> tuple[Path, Path]:
     return make_snapshot_setup(tmp_path)
-
-
-@pytest.fixture
-def two_domains(tmp_path) -> tuple[Path, Path]:
-    images, labels = tmp_path / "images", tmp_path / "labels"
-    images.mkdir()
-    labels.mkdir()
-    write_case(labels, images, "mri_T2_0001", organ_map(1.0))
-    write_case(labels, images, "mri_T2_0002", organ_map(1.35))
-    write_case(labels, images, "mri_T1_0003", organ_map(1.3, shift=0.15), origin=(6.0, -4.0, 2.0))
-    return images, labels
 
 
 @pytest.fixture
@@ -164,6 +152,7 @@ def test_mdm_refuses_a_non_empty_output_and_replaces_it_only_with_overwrite(two_
         str(images / "mri_T1_0003_0000.nii.gz")).GetSize()
 
 
+@pytest.mark.slow
 def test_largest_component_never_writes_into_its_input_or_over_a_users_folder(label_maps, tmp_path):
     data = label_maps.parent
     (data / "case_a.nii.gz").write_bytes(b"the user's original of case_a")
@@ -191,6 +180,7 @@ def test_hidden_files_are_never_listed_as_cases(tmp_path):
     assert sorted(label_files(tmp_path)) == ["case", "case_0000"]
 
 
+@pytest.mark.slow
 def test_temporaries_left_by_a_killed_run_are_not_processed(snapshots, label_maps, tmp_path):
     (label_maps / ".tmp_case_c.nii.gz").write_bytes(gzip.compress(b"half a file")[:10])
     result = run(LARGEST, label_maps, tmp_path / "cleaned")
@@ -268,6 +258,7 @@ def test_filter_names_bad_cases_and_writes_the_others(snapshots, tmp_path):
     assert sorted(label_files(tmp_path / "out" / "labelsTr")) == ["mri_000"]
 
 
+@pytest.mark.slow
 def test_mdm_names_bad_inputs(two_domains, tmp_path):
     images, labels = two_domains
     out = tmp_path / "out"
@@ -321,6 +312,7 @@ def test_mdm_images_with_nan_need_allow_nonfinite(two_domains, tmp_path):
     assert sorted(label_files(tmp_path / "out2")) == ["mri_T1_0003", "mri_T2_0001", "mri_T2_0002"]
 
 
+@pytest.mark.slow
 def test_label_maps_with_nan_are_named_without_offering_a_flag_to_replace_them(two_domains, label_maps, tmp_path):
     images, labels = two_domains
     label_file = labels / "mri_T2_0001.nii.gz"
@@ -350,6 +342,7 @@ def test_largest_component_refuses_nonsense_numbers_at_parsing(flags, flag, tmp_
     argparse_error(run(LARGEST, tmp_path, tmp_path / "out", *flags), flag)
 
 
+@pytest.mark.slow
 def test_largest_component_names_bad_inputs(label_maps, tmp_path):
     error_line(run(LARGEST, tmp_path / "missing", tmp_path / "out"), tmp_path / "missing", "does not exist")
     truncate(label_maps / "case_b.nii.gz")

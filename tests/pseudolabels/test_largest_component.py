@@ -49,6 +49,7 @@ def test_only_the_chosen_labels_are_touched():
     assert (cleaned == 1).sum() == (segmentation == 1).sum() and (cleaned == 2).sum() == 8
 
 
+@pytest.mark.slow
 def test_command_writes_cleaned_maps_with_their_geometry_and_names_a_bad_file(tmp_path):
     source = tmp_path / "predictions"
     source.mkdir()
@@ -94,6 +95,7 @@ def test_command_refuses_an_empty_folder_and_writing_over_its_input(tmp_path):
     assert result.returncode != 0 and "is the input" in result.stderr
 
 
+@pytest.mark.slow
 def test_parallel_processes_give_the_same_maps(tmp_path):
     source = tmp_path / "predictions"
     source.mkdir()

@@ -57,6 +57,3 @@ def test_every_pipeline_trainer_has_a_variant_with_its_pseudolabel_counterpart(t
     assert issubclass(counterpart, recursive_find_trainer_class_by_name(TRAINERS[base.__name__]))
     assert (variant.get_training_transforms is nnUNetTrainerUDASmallGIN.get_training_transforms) == ("GIN" in trainer)
 
-
-def test_nnunetv2_train_runs_it(train_tiny):
-    assert (train_tiny("nnUNetTrainerUDAQuickGINNoMirroring_1epochs_2iters") / "checkpoint_final.pth").is_file()

@@ -147,6 +147,7 @@ def _one_line_error(result, *names):
     return error
 
 
+@pytest.mark.slow
 def test_sobel_refuses_a_non_empty_output_folder_and_leaves_it_untouched(tmp_path):
     source = _source_dataset(tmp_path / "Dataset952_CT", ("a",))
     target = tmp_path / "my_folder"
@@ -180,6 +181,7 @@ def test_sobel_overwrite_replaces_the_whole_folder_so_no_stale_case_survives(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset954_CT", "Dataset955_CTAnatomy"]
 
 
+@pytest.mark.slow
 def test_sobel_names_truncated_and_nan_images_keeps_the_good_cases_and_never_lists_leftovers(tmp_path, capsys):
     source = _source_dataset(tmp_path / "Dataset956_CT", ("a", "b", "c"))
     truncated = source / "imagesTr" / "b_0000.nii.gz"
@@ -220,6 +222,7 @@ def test_sobel_with_no_usable_case_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset959_CT"]
 
 
+@pytest.mark.slow
 def test_sobel_terminated_mid_run_leaves_no_staging_and_no_output(tmp_path):
     source = write_tiny_dataset(tmp_path / "Dataset960_TinyCT", num_cases=10)
     target = tmp_path / "Dataset961_CTAnatomy"
@@ -251,6 +254,7 @@ def test_malformed_dataset_json_is_named(tmp_path, dataset_json, message):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_an_image_not_named_as_a_case_is_named_before_anything_is_written(tmp_path):
     source = _source_dataset(tmp_path / "Dataset963_CT", ("a",))
     stray = source / "imagesTr" / "b.nii.gz"  # no _0000: nnU-Net cannot tell its case or channel
@@ -263,6 +267,7 @@ def test_an_image_not_named_as_a_case_is_named_before_anything_is_written(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset963_CT"]
 
 
+@pytest.mark.slow
 def test_a_case_without_its_label_map_in_a_labeled_dataset_is_named_and_the_others_written(tmp_path):
     source = _source_dataset(tmp_path / "Dataset964_CT", ("a", "b"))
     (source / "labelsTr" / "b.nii.gz").unlink()

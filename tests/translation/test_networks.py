@@ -44,6 +44,7 @@ def _identity_error_after_training(architecture: str, steps: int = 40) -> float:
         return float((generator(held_out) - held_out).abs().mean())
 
 
+@pytest.mark.slow
 def test_unet_generator_carries_full_resolution_detail_that_resnet_blurs():
     unet, resnet = _identity_error_after_training("unet"), _identity_error_after_training("resnet")
     assert unet < 0.5 * resnet, (unet, resnet)

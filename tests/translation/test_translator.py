@@ -105,6 +105,7 @@ def _weights(folder):
     return load_checkpoint(folder / CHECKPOINT_FILE)["model"]["T_t"]
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoint_progress_and_loss_curves(trained):
     progress = json.loads((trained / PROGRESS_FILE).read_text())
     assert progress["iteration"] == 4 and progress["finished"] and len(progress["history"]) == 4
@@ -116,6 +117,7 @@ def test_training_writes_checkpoint_progress_and_loss_curves(trained):
     assert not list(trained.glob(".tmp*"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_at_its_checkpoint(datasets, trained, tmp_path):
     ct, mri = datasets
 
@@ -141,6 +143,7 @@ def test_checkpoint_from_other_configuration_is_refused(datasets, trained):
         _train(ct, mri, trained, mode="cyclegan")
 
 
+@pytest.mark.slow
 def test_translate_keeps_geometry_labels_and_case_names(datasets, trained, tmp_path):
     ct, mri = datasets
     output = tmp_path / "Dataset962_FakeMRI"
@@ -169,6 +172,7 @@ def test_plain_cyclegan_ablation_translates_from_raw_intensities(datasets, tmp_p
     assert json.loads((tmp_path / "fake" / "dataset.json").read_text())["uda_translation"]["mode"] == "cyclegan"
 
 
+@pytest.mark.slow
 def test_unet_generator_with_anatomy_term_trains_from_the_command_line_and_translates(datasets, tmp_path):
     ct, mri = datasets
     folder = tmp_path / "unet"
@@ -263,6 +267,7 @@ def _one_line_error(result, *names):
     return error
 
 
+@pytest.mark.slow
 def test_translate_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
     ct, mri = datasets
     folder, marker = _hostile_translator(trained, tmp_path)
@@ -273,6 +278,7 @@ def test_translate_refuses_a_checkpoint_that_would_run_code(datasets, trained, t
     assert not marker.exists() and not output.exists()
 
 
+@pytest.mark.slow
 def test_resumed_training_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
     ct, mri = datasets
     folder, marker = _hostile_translator(trained, tmp_path)
@@ -297,6 +303,7 @@ KILL_RUN = {"iterations": 8, "checkpoint_every": 4, "batch_size": 1, "slice_size
             "max_slices_per_case": 4, "generator_features": 4, "residual_blocks": 1, "discriminator_features": 4}
 
 
+@pytest.mark.slow
 def test_training_killed_with_sigkill_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run(datasets,
                                                                                                 tmp_path):
     ct, mri = datasets
@@ -370,6 +377,7 @@ def test_smallest_slice_size_and_no_residual_blocks_train(datasets, tmp_path):
     assert json.loads((folder / PROGRESS_FILE).read_text())["finished"]
 
 
+@pytest.mark.slow
 def test_too_small_slice_size_is_one_line_naming_the_flag(datasets, tmp_path):
     ct, mri = datasets
     result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(tmp_path / "translator"),

@@ -73,7 +73,7 @@ def filter_labels(context: Context, attempt: Attempt, name: str) -> dict:
     kept = sorted(label_files(target / "labelsTr"))
     return {"dataset_id": dataset_id, "dataset": dataset, "folder": str(target), "kept_cases": kept,
             "uncertainty_csv": str(target / "uncertainty.csv"),
-            "figures": sorted(str(p) for p in target.rglob("*.png"))}
+            "uncertainty_figures": sorted(str(p) for p in target.rglob("*.png"))}
 
 
 def train_final(context: Context, attempt: Attempt, name: str, trainer: str) -> dict:

@@ -67,7 +67,7 @@ def train_source(context: Context, attempt: Attempt, source: str, trainer: str, 
     config = context.config
     step = f"train_{source}"
     dataset_id, name = context.dataset("source_ct" if source == "ct" else f"fake_{source}")
-    if snapshots:  # MDM orders the sequences by the snapshot uncertainty of this network's pseudo-labels
+    if snapshots:  # their uncertainty orders the MRI sequences for MDM (config.ranks_sequences)
         target = {"target_images": str(context.mri_images.resolve()),
                   "num_snapshots": config.self_training.num_snapshots}
         set_dataset_json(context.raw / name, **{DATASET_JSON_KEY: target})

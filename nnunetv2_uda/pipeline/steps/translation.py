@@ -38,7 +38,8 @@ def translate(context: Context, attempt: Attempt, mode: str) -> dict:
                    context.log_file(f"translate_{mode}"))
         set_dataset_json(staging, channel_names={"0": ZSCORE_CHANNEL}, **{OWNER_KEY: context.owner})
     panels = sorted(target.rglob("*.png")) + sorted(translator_folder(context, mode).glob("*.png"))
-    return {"dataset_id": dataset_id, "dataset": name, "folder": str(target), "figures": [str(p) for p in panels]}
+    return {"dataset_id": dataset_id, "dataset": name, "folder": str(target),
+            "translation_figures": [str(p) for p in panels]}
 
 
 def translator_steps(config: PipelineConfig, mode: str) -> list[Step]:

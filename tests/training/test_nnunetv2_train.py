@@ -1,0 +1,18 @@
+"""One smoke test over trainer names: every trainer a shipped recipe names trains with ``nnUNetv2_train`` as a user
+runs it (its budget variant of one epoch of two iterations, on the tiny dataset, with nnU-Net's final validation).
+What each trainer changes is tested in the module of its class, without training."""
+
+from __future__ import annotations
+
+import pytest
+
+from nnunetv2_uda.pipeline.recipes import load_recipe, recipe_names
+
+RECIPE_TRAINERS = sorted({load_recipe(name)["trainer"] for name in recipe_names()})
+
+
+@pytest.mark.parametrize("trainer", RECIPE_TRAINERS)
+def test_nnunetv2_train_runs_it(trainer, train_tiny):
+    fold = train_tiny(f"{trainer}_1epochs_2iters")
+    assert (fold / "checkpoint_final.pth").is_file()
+    assert (fold / "validation" / "summary.json").is_file()
