@@ -7,7 +7,8 @@ Sections (each command or phase in a fresh interpreter, so that start-up and pea
    nvidia-smi, as FLARE does), the network's own sliding-window time, and the export step alone (stock vs fast).
 2. **start-up**: time from launching ``nnUNetv2_predict_fast`` to its first network call, less the first case's
    reading and preprocessing (a small volume, so they are short anyway); best of three. ``import torch`` alone is
-   printed beside it: no Python predictor starts faster.
+   printed beside it (best of three, measured right after): no Python predictor starts faster.
+   ``--startup-only`` runs this section alone (about a minute on a CPU).
 3. **per-case work around the network** at ``--shape`` (read, check, crop, normalize, resample, decide, export,
    write): the fast predictor as it was until now (nnU-Net's preprocessor with torch input resampling, argmax in
    slabs, nnU-Net's writer, one step after the other) against ``nnUNetPredictorFast`` now, each = one case's wall
@@ -23,6 +24,7 @@ weights, patch 40x224x192, or ``--model-folder``). With ``--images`` both comman
 per-label Dice between them is printed (use a trained ``--model-folder``).
 
     python bench/inference_speed.py --device cpu --trivial-network --no-stock --folder-shape 16 224 192
+    python bench/inference_speed.py --device cpu --startup-only
     python bench/inference_speed.py --device cuda                        # all at 100x512x512 (bench/gpu_check.sh)
     python bench/inference_speed.py --device cuda --model-folder $nnUNet_results/Dataset801_BTCVCT/\
 nnUNetTrainerUDASmall__nnUNetPlansUDASmall__3d_fullres --images ../shared/data/Dataset802_CHAOST2/imagesTr
@@ -406,6 +408,22 @@ def fast_timed(command: list[str], inputs: Path, output: Path, env: dict, label:
     return measured
 
 
+def startup(command: list[str], workdir: Path, spacing: tuple[float, ...], env: dict) -> dict:
+    """Section 2, on a small volume: best of three, and every run, beside a fresh interpreter's ``import torch``."""
+    small = synthetic_folder(workdir / "input_small", STARTUP_SHAPE, spacing, 1)
+    runs = [fast_timed(command, small, workdir / f"out_startup_{i}", env, "start-up")["startup_s"]
+            for i in range(3)]
+    return {"startup_s": min(runs), "startup_runs_s": runs, "import_torch_s": best_import_seconds("torch", env),
+            "import_predictor_s": best_import_seconds("nnunetv2_uda.inference.predictor", env)}
+
+
+def report_startup(s: dict) -> None:
+    print("\n--- 2. start-up: launch -> first network call, less the first case's read and preprocessing")
+    print(f"nnUNetv2_predict_fast {s['startup_s']:.2f} s (best of {', '.join(f'{t:.2f}' for t in s['startup_runs_s'])})"
+          f"   [<= 2 s]; for scale, a fresh interpreter importing torch {s['import_torch_s']:.2f} s, importing the "
+          f"predictor module {s['import_predictor_s']:.2f} s (best of three each)")
+
+
 def overlap_per_label(a: np.ndarray, b: np.ndarray) -> dict[int, tuple[int, int]]:
     """Label -> (2 |A and B|, |A| + |B|), the two sums behind a Dice, so that cases can be pooled."""
     counts = {}
@@ -463,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-resampling", default="torch", choices=("torch", "nnunet"),
                         help="nnUNetv2_predict_fast's --input_resampling for the end-to-end and agreement runs "
                              "('nnunet' preprocesses exactly as stock does). Default: torch")
+    parser.add_argument("--startup-only", action="store_true", help="Run section 2 (start-up) alone")
     parser.add_argument("--workdir", type=Path, default=None, help="Where to work. Default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures to this JSON file")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
@@ -511,6 +530,13 @@ def main() -> None:
                      "trivial_network": args.trivial_network, "shape": list(args.shape), "spacing": list(spacing),
                      "label_resampling": args.label_resampling, "input_resampling": args.input_resampling}
 
+    if args.startup_only:
+        figures["startup"] = startup(commands(model)["fast"], workdir, spacing, env)
+        report_startup(figures["startup"])
+        if args.json is not None:
+            args.json.write_text(json.dumps(figures, indent=2))
+        return
+
     # 1. one case end to end, the network alone, the export step alone
     one_case = synthetic_folder(workdir / "input_one", tuple(args.shape), spacing, 1)
     timed_image = str(one_case / "bench_000_0000.nii.gz")
@@ -528,13 +554,7 @@ def main() -> None:
         figures["export_stock"] = run_phase("stock", phase_args, single_env)
         figures["agreement_timed_image"] = compare_outputs(workdir / "out_stock", workdir / "out_fast")
 
-    # 2. start-up, on a small volume
-    small = synthetic_folder(workdir / "input_small", STARTUP_SHAPE, spacing, 1)
-    runs = [fast_timed(commands(model)["fast"], small, workdir / f"out_startup_{i}", env, "start-up")
-            for i in range(3)]
-    figures["startup"] = {"startup_s": min(run["startup_s"] for run in runs),
-                          "import_torch_s": best_import_seconds("torch", env),
-                          "import_predictor_s": best_import_seconds("nnunetv2_uda.inference.predictor", env)}
+    figures["startup"] = startup(commands(model)["fast"], workdir, spacing, env)
 
     # 3. per-case work around the network, before and after
     case_args = [*phase_args, "--step-size", "1.0", "--image", timed_image]  # the network's time is left out anyway
@@ -588,11 +608,7 @@ def report(f: dict) -> None:
         print(f"export speed-up stock/fast      {es['wall_s'] / ef['wall_s']:7.1f}x")
         print(f"end-to-end stock/fast           {stock['wall_s'] / fast['wall_s']:7.2f}x")
 
-    s = f["startup"]
-    print("\n--- 2. start-up: launch -> first network call, less the first case's read and preprocessing")
-    print(f"nnUNetv2_predict_fast {s['startup_s']:.2f} s   [<= 2 s]; for scale, a fresh interpreter importing torch "
-          f"{s['import_torch_s']:.2f} s, importing the predictor module (torch, nnU-Net's predictor) "
-          f"{s['import_predictor_s']:.2f} s")
+    report_startup(f["startup"])
 
     before, after = f["case_before"], f["case_after"]
     around_before = before["wall_s"] - before["network_s"]

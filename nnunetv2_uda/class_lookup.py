@@ -89,23 +89,34 @@ def _source_matches(path: str, pattern: re.Pattern) -> bool:
         return False
 
 
-def find_trainer_directly(class_name: str) -> type | None:
-    """The trainer class ``class_name``, importing only the module whose source defines it (``class <name>``) or,
-    for names a module answers with a module-level ``__getattr__`` (PEP 562, e.g. our budget variants), only such
-    modules. nnunetv2's trainer folder is searched before the plugin packages, in nnU-Net's order, so the answer is
-    the class nnU-Net's own search finds, without importing every trainer module (and what they import) first.
-    Returns None where no source names the class (nnU-Net's full search then decides)."""
+def trainer_modules() -> list[tuple[str, str]]:
+    """(module name, file) of every module a trainer is looked up in, in nnU-Net's order: nnunetv2's trainer folder,
+    then the plugin packages. Nothing is imported."""
     spec = importlib.util.find_spec("nnunetv2")
     if spec is None or not spec.submodule_search_locations:
-        return None
+        return []
     places = [(os.path.join(spec.submodule_search_locations[0], "training", "nnUNetTrainer"),
                "nnunetv2.training.nnUNetTrainer")]
     for package in plugin_packages():
         package_spec = importlib.util.find_spec(package)
         if package_spec is not None and package_spec.submodule_search_locations:
             places.append((package_spec.submodule_search_locations[0], package))
-    modules = [module for folder, package in places for module in _module_files(folder, package)]
-    definition = re.compile(rf"^class\s+{re.escape(class_name)}\b", re.MULTILINE)
+    return [module for folder, package in places for module in _module_files(folder, package)]
+
+
+def class_definition(class_name: str) -> re.Pattern:
+    """Matches the line of a module's source that defines ``class_name`` at its top level."""
+    return re.compile(rf"^class\s+{re.escape(class_name)}\b", re.MULTILINE)
+
+
+def find_trainer_directly(class_name: str) -> type | None:
+    """The trainer class ``class_name``, importing only the module whose source defines it (``class <name>``) or,
+    for names a module answers with a module-level ``__getattr__`` (PEP 562, e.g. our budget variants), only such
+    modules. nnunetv2's trainer folder is searched before the plugin packages, in nnU-Net's order, so the answer is
+    the class nnU-Net's own search finds, without importing every trainer module (and what they import) first.
+    Returns None where no source names the class (nnU-Net's full search then decides)."""
+    modules = trainer_modules()
+    definition = class_definition(class_name)
     answers_names = re.compile(r"^def __getattr__\(", re.MULTILINE)
     for pattern in (definition, answers_names):
         for module, path in modules:

@@ -1,12 +1,16 @@
-"""``nnUNetPredictorFast``: nnU-Net's predictor with the paper's inference order and per-case error handling.
+"""``nnUNetPredictorFast``: nnU-Net's predictor with the paper's inference order, per-case error handling and a
+start-up of little more than ``import torch``.
 
-Only small methods of ``nnUNetPredictor`` are overridden; file handling (``predict_from_files``, ``-num_parts``,
-``--continue_prediction``), the sliding window (Gaussian weighting, autocast on CUDA) and the writer stay nnU-Net's.
-What changes:
+It has ``nnUNetPredictor``'s constructor, attributes and methods, and its sliding window (Gaussian weighting,
+half-precision accumulation, autocast on CUDA, the fallback to CPU results when the device runs out of memory) and
+output handling (``-num_parts``, ``--continue_prediction``, the arguments, dataset.json and plans.json recorded in
+the output folder). It is not a subclass: importing nnU-Net's predictor module imports torch._dynamo and nnU-Net's
+worker-process preprocessing and export (seconds), so the methods prediction from files needs are this class's,
+and the rest (prediction from numpy arrays) call nnU-Net's own, imported when first used. What changes:
 
 * the model is loaded with tensors and plain data only (:func:`nnunetv2_uda.checkpoints.load_checkpoint`: a
-  checkpoint whose pickle would run code is refused), and the trainer class (whose ``build_network_architecture``
-  builds the network) is imported from its own module, not found by importing every trainer;
+  checkpoint whose pickle would run code is refused), and the network is built without importing the trainer
+  where its ``build_network_architecture`` is nnUNetTrainer's (:mod:`.network`);
 * cases are read, checked (truncated, corrupt, NaN) and preprocessed in a background thread, one case ahead, so
   that this overlaps with the network of the case before; preprocessing runs on the compute device
   (:mod:`.preprocessing`; ``input_resampling="nnunet"`` keeps nnU-Net's own, for the closest agreement with stock);
@@ -20,33 +24,34 @@ What changes:
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import load_json
-from nnunetv2.inference.export_prediction import (
-    convert_predicted_logits_to_segmentation_with_correct_shape,
-    export_prediction_from_logits,
-)
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from nnunetv2.inference.sliding_window_prediction import compute_gaussian
-from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+from acvl_utils.cropping_and_padding.padding import pad_nd_image
+from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
+from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 from nnunetv2.utilities.helpers import empty_cache
+from nnunetv2.utilities.json_export import recursive_fix_for_json_export
 from nnunetv2.utilities.label_handling.label_handling import (
     convert_labelmap_to_one_hot,
     determine_num_input_channels,
 )
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
-from torch._dynamo import OptimizedModule
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from nnunetv2_uda.checkpoints import CheckpointError, load_checkpoint
 from nnunetv2_uda.command_line import UserInputError, one_line
@@ -54,12 +59,36 @@ from nnunetv2_uda.images import verify_voxels
 from nnunetv2_uda.inference.cases import list_cases
 from nnunetv2_uda.inference.export import segmentation_from_logits_fast, write_segmentation
 from nnunetv2_uda.inference.input_checks import expected_channel_names
+from nnunetv2_uda.inference.network import build_network
 from nnunetv2_uda.inference.options import INPUT_RESAMPLING_MODES, LABEL_RESAMPLING_MODES
 from nnunetv2_uda.inference.preprocessing import TorchCasePreprocessor
 from nnunetv2_uda.inference.reading import read_case
 
 TORCH_INPUT_RESAMPLING = "resample_torch_fornnunet"  # nnU-Net's own torch resampling function
 DEFAULT_DEVICE = torch.device("cuda")
+
+
+def stock_predictor() -> type:
+    """nnU-Net's ``nnUNetPredictor``, imported only where one of its own methods is called."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    return nnUNetPredictor
+
+
+def unwrapped(network: nn.Module) -> nn.Module:
+    """The network under ``torch.compile``'s wrapper (without importing torch._dynamo, which only a compiled
+    network has loaded)."""
+    if "torch._dynamo" in sys.modules:
+        from torch._dynamo import OptimizedModule
+
+        if isinstance(network, OptimizedModule):
+            return network._orig_mod
+    return network
+
+
+def compile_requested() -> bool:
+    """nnU-Net's switch for ``torch.compile`` at inference (``nnUNet_compile``)."""
+    return os.environ.get("nnUNet_compile", "").lower() in ("true", "1", "t")
 
 
 class CasesFailedError(UserInputError):
@@ -83,9 +112,10 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}: {one_line(error)}"
 
 
-def _in_background(items: Iterator[dict], prefetch: int = 1) -> Iterator[dict]:
-    """Runs ``items`` in a thread, ``prefetch`` items ahead, so that reading and preprocessing overlap with
-    prediction. The thread stops when the consumer does."""
+def _in_background(items: Iterator, prefetch: int = 1, name: str = "preprocessing") -> Iterator:
+    """Runs ``items`` in a thread, ``prefetch`` items ahead, so that reading and preprocessing (or copying tiles to
+    the device) overlap with prediction. The thread stops when the consumer does; its error is raised to the
+    consumer."""
     buffer: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
     end = object()
@@ -105,7 +135,7 @@ def _in_background(items: Iterator[dict], prefetch: int = 1) -> Iterator[dict]:
             buffer.put(error)
         buffer.put(end)
 
-    threading.Thread(target=produce, daemon=True, name="preprocessing").start()
+    threading.Thread(target=produce, daemon=True, name=name).start()
     try:
         while (item := buffer.get()) is not end:
             if isinstance(item, BaseException):
@@ -115,7 +145,7 @@ def _in_background(items: Iterator[dict], prefetch: int = 1) -> Iterator[dict]:
         stop.set()
 
 
-class nnUNetPredictorFast(nnUNetPredictor):
+class nnUNetPredictorFast:
     """Drop-in replacement for ``nnUNetPredictor`` (same constructor, plus ``label_resampling``,
     ``input_resampling`` and ``allow_nonfinite``; TTA off by default). Initialize with
     ``initialize_from_trained_model_folder`` or ``manual_initialization`` as usual. After a run, ``case_timings``
@@ -132,8 +162,23 @@ class nnUNetPredictorFast(nnUNetPredictor):
             raise ValueError(f"input_resampling must be one of {INPUT_RESAMPLING_MODES}, got '{input_resampling}'")
         if not 0 < tile_step_size <= 1:
             raise ValueError(f"tile_step_size must be in (0, 1], got {tile_step_size}")
-        super().__init__(tile_step_size, use_gaussian, use_mirroring, perform_everything_on_device, device, verbose,
-                         verbose_preprocessing, allow_tqdm)
+        self.verbose, self.verbose_preprocessing, self.allow_tqdm = verbose, verbose_preprocessing, allow_tqdm
+        self.plans_manager: PlansManager | None = None
+        self.configuration_manager: ConfigurationManager | None = None
+        self.list_of_parameters: list[dict] | None = None
+        self.network: nn.Module | None = None
+        self.dataset_json: dict | None = None
+        self.trainer_name: str | None = None
+        self.allowed_mirroring_axes: tuple[int, ...] | None = None
+        self.label_manager = None
+        self.tile_step_size, self.use_gaussian, self.use_mirroring = tile_step_size, use_gaussian, use_mirroring
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        elif perform_everything_on_device:
+            print("perform_everything_on_device=True is only supported for cuda devices! Setting this to False")
+            perform_everything_on_device = False
+        self.device = device
+        self.perform_everything_on_device = perform_everything_on_device
         self.label_resampling = label_resampling
         self.input_resampling = input_resampling
         self.allow_nonfinite = allow_nonfinite
@@ -145,8 +190,8 @@ class nnUNetPredictorFast(nnUNetPredictor):
                                              use_folds: tuple[int | str, ...] | list | str | None,
                                              checkpoint_name: str = "checkpoint_final.pth"):
         """nnU-Net's, with the checkpoints loaded as tensors and plain data only (nnU-Net's ``torch.load`` with
-        ``weights_only=False`` would run whatever a crafted checkpoint's pickle asks for) and the trainer class
-        imported from its own module."""
+        ``weights_only=False`` would run whatever a crafted checkpoint's pickle asks for) and the network built
+        by :func:`.network.build_network` (the trainer is imported only where it builds its own)."""
         folder = Path(model_training_output_dir)
         if use_folds is None:
             use_folds = self.auto_detect_available_folds(str(folder), checkpoint_name)
@@ -165,10 +210,9 @@ class nnUNetPredictorFast(nnUNetPredictor):
             raise CheckpointError(f"{files[0]}: not an nnU-Net checkpoint (no {error})") from error
         configuration_manager = plans_manager.get_configuration(configuration_name)
         label_manager = plans_manager.get_label_manager(dataset_json)
-        network = recursive_find_trainer_class_by_name(trainer_name).build_network_architecture(
-            plans_manager, configuration_manager,
-            determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
-            label_manager.num_segmentation_heads, enable_deep_supervision=False)
+        network = build_network(trainer_name, plans_manager, configuration_manager,
+                                determine_num_input_channels(plans_manager, configuration_manager, dataset_json),
+                                label_manager.num_segmentation_heads)
         try:
             network.load_state_dict(parameters[0])
         except RuntimeError as error:
@@ -176,6 +220,39 @@ class nnUNetPredictorFast(nnUNetPredictor):
                                   f"describes ({one_line(error)[:200]})") from error
         self.manual_initialization(network, plans_manager, configuration_manager, parameters, dataset_json,
                                    trainer_name, checkpoints[0].get("inference_allowed_mirroring_axes"))
+
+    def manual_initialization(self, network: nn.Module, plans_manager: PlansManager,
+                              configuration_manager: ConfigurationManager, parameters: list[dict] | None,
+                              dataset_json: dict, trainer_name: str,
+                              inference_allowed_mirroring_axes: tuple[int, ...] | None):
+        """nnU-Net's: a network and the model's managers handed over (as a trainer does for its final validation);
+        ``parameters=None`` predicts with the network's current weights. With ``nnUNet_compile`` set the network is
+        compiled, as by nnU-Net."""
+        self.plans_manager, self.configuration_manager = plans_manager, configuration_manager
+        self.list_of_parameters, self.network, self.dataset_json = parameters, network, dataset_json
+        self.trainer_name, self.allowed_mirroring_axes = trainer_name, inference_allowed_mirroring_axes
+        self.label_manager = plans_manager.get_label_manager(dataset_json)
+        if compile_requested() and unwrapped(network) is network and (
+                not isinstance(network, DistributedDataParallel) or unwrapped(network.module) is not network.module):
+            print("Using torch.compile")
+            self.network = torch.compile(network)
+
+    @staticmethod
+    def auto_detect_available_folds(model_training_output_dir: str, checkpoint_name: str) -> list[int]:
+        """nnU-Net's."""
+        return stock_predictor().auto_detect_available_folds(model_training_output_dir, checkpoint_name)
+
+    def get_data_iterator_from_raw_npy_data(self, *args, **kwargs):
+        """nnU-Net's (its preprocessing in worker processes)."""
+        return stock_predictor().get_data_iterator_from_raw_npy_data(self, *args, **kwargs)
+
+    def predict_from_list_of_npy_arrays(self, *args, **kwargs):
+        """nnU-Net's, with this predictor's network and export."""
+        return stock_predictor().predict_from_list_of_npy_arrays(self, *args, **kwargs)
+
+    def predict_single_npy_array(self, *args, **kwargs):
+        """nnU-Net's (its preprocessing and its export to the original geometry), with this predictor's network."""
+        return stock_predictor().predict_single_npy_array(self, *args, **kwargs)
 
     def preprocessing_configuration(self) -> ConfigurationManager:
         """The model's configuration with the input resampled by nnU-Net's torch function on the compute device
@@ -196,26 +273,78 @@ class nnUNetPredictorFast(nnUNetPredictor):
                            num_processes_preprocessing: int = 1, num_processes_segmentation_export: int = 1,
                            folder_with_segs_from_prev_stage: str | None = None, num_parts: int = 1,
                            part_id: int = 0):
-        """nnU-Net's, but a source folder is listed in this process (nnU-Net forks a pool of 12 copies of the
-        torch-sized process just to group file names) by :func:`.cases.list_cases`: hidden files are never cases,
-        and misnamed files or incomplete cases are failures of their own (reported with the others at the end)."""
+        """nnU-Net's: the arguments, dataset.json and plans.json are recorded in the output folder, part
+        ``part_id`` of ``num_parts`` is predicted and, unless ``overwrite``, cases already written are skipped. A
+        source folder is listed in this process (nnU-Net forks a pool of 12 copies of the torch-sized process just
+        to group file names) by :func:`.cases.list_cases`: hidden files are never cases, and misnamed files or
+        incomplete cases are failures of their own (reported with the others at the end)."""
+        arguments = {name: value for name, value in locals().items() if name != "self"}
         if not 0 <= part_id < num_parts:
             raise ValueError(f"part_id must be in [0, num_parts), got part_id={part_id}, num_parts={num_parts}")
+        outputs = output_folder_or_list_of_truncated_output_files
+        output_folder = outputs if isinstance(outputs, str) else None
+        if isinstance(outputs, list) and outputs:
+            output_folder = os.path.dirname(outputs[0]) or os.curdir
+        if output_folder is not None:  # what the prediction was made with, and what postprocessing needs
+            arguments = deepcopy(arguments)
+            recursive_fix_for_json_export(arguments)
+            os.makedirs(output_folder, exist_ok=True)
+            save_json(arguments, os.path.join(output_folder, "predict_from_raw_data_args.json"))
+            save_json(self.dataset_json, os.path.join(output_folder, "dataset.json"), sort_keys=False)
+            save_json(self.plans_manager.plans, os.path.join(output_folder, "plans.json"), sort_keys=False)
+        if self.configuration_manager.previous_stage_name is not None and folder_with_segs_from_prev_stage is None:
+            raise UserInputError(f"this configuration is a cascade: it needs the segmentations of its previous stage "
+                                 f"({self.configuration_manager.previous_stage_name}); give their folder "
+                                 f"(-prev_stage_predictions)")
         listing_failures = {}
         if isinstance(list_of_lists_or_source_folder, str):
             listing = list_cases(list_of_lists_or_source_folder, self.dataset_json["file_ending"],
                                  len(expected_channel_names(self.dataset_json)))
             list_of_lists_or_source_folder, listing_failures = listing.cases, listing.failures
-        try:
-            results = super().predict_from_files(
-                list_of_lists_or_source_folder, output_folder_or_list_of_truncated_output_files,
-                save_probabilities, overwrite, num_processes_preprocessing, num_processes_segmentation_export,
-                folder_with_segs_from_prev_stage, num_parts, part_id)
-        except CasesFailedError as error:
-            raise CasesFailedError({**listing_failures, **error.failures}, error.results) from None
+        cases, output_files, seg_files = self._manage_input_and_output_lists(
+            list_of_lists_or_source_folder, outputs, folder_with_segs_from_prev_stage, overwrite, part_id, num_parts,
+            save_probabilities)
+        results = None
+        if cases:
+            data_iterator = self._internal_get_data_iterator_from_lists_of_filenames(cases, seg_files, output_files,
+                                                                                     num_processes_preprocessing)
+            try:
+                results = self.predict_from_data_iterator(data_iterator, save_probabilities,
+                                                          num_processes_segmentation_export)
+            except CasesFailedError as error:
+                raise CasesFailedError({**listing_failures, **error.failures}, error.results) from None
         if listing_failures:
             raise CasesFailedError(listing_failures, results or [])
         return results
+
+    def _manage_input_and_output_lists(self, list_of_lists_or_source_folder: str | list[list[str]],
+                                       output_folder_or_list_of_truncated_output_files: str | list[str] | None,
+                                       folder_with_segs_from_prev_stage: str | None = None, overwrite: bool = True,
+                                       part_id: int = 0, num_parts: int = 1, save_probabilities: bool = False):
+        """nnU-Net's: this part's cases, their truncated output names (the case name: the first file's name without
+        ``_0000`` and the file ending) and previous-stage segmentations, without the cases already written unless
+        ``overwrite``."""
+        ending = self.dataset_json["file_ending"]
+        if isinstance(list_of_lists_or_source_folder, str):
+            list_of_lists_or_source_folder = list_cases(list_of_lists_or_source_folder, ending,
+                                                        len(expected_channel_names(self.dataset_json))).cases
+        cases = list_of_lists_or_source_folder[part_id::num_parts]
+        names = [os.path.basename(files[0])[:-(len(ending) + 5)] for files in cases]
+        outputs = output_folder_or_list_of_truncated_output_files
+        if isinstance(outputs, str):
+            output_files = [os.path.join(outputs, name) for name in names]
+        else:
+            output_files = outputs[part_id::num_parts] if isinstance(outputs, list) else None
+        seg_files = [None if folder_with_segs_from_prev_stage is None else
+                     os.path.join(folder_with_segs_from_prev_stage, name + ending) for name in names]
+        print(f"Part {part_id} of {num_parts} (counted from 0): {len(cases)} case(s)")
+        if not overwrite and output_files is not None:
+            written = (ending, ".npz") if save_probabilities else (ending,)
+            left = [i for i, output in enumerate(output_files)
+                    if not all(os.path.isfile(output + suffix) for suffix in written)]
+            print(f"{len(cases) - len(left)} of them already predicted (kept, overwrite is off)")
+            cases, output_files, seg_files = ([items[i] for i in left] for items in (cases, output_files, seg_files))
+        return cases, output_files, seg_files
 
     def _preprocess_cases(self, input_list_of_lists, seg_from_prev_stage_files, output_filenames_truncated):
         """Reads, checks and preprocesses each case; yields the network input, or the reason it failed."""
@@ -280,8 +409,7 @@ class nnUNetPredictorFast(nnUNetPredictor):
         prediction = None
         for params in self.list_of_parameters or [None]:
             if params is not None:
-                network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
-                network.load_state_dict(params)
+                unwrapped(self.network).load_state_dict(params)
             logits = self.predict_sliding_window_return_logits(data)
             if not self.perform_everything_on_device:
                 logits = logits.to("cpu")
@@ -289,6 +417,100 @@ class nnUNetPredictorFast(nnUNetPredictor):
         if self.list_of_parameters and len(self.list_of_parameters) > 1:
             prediction /= len(self.list_of_parameters)
         return prediction
+
+    @torch.inference_mode()
+    def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's: (C, x, y[, z]) input -> (classes, x, y[, z]) logits (half precision) from Gaussian-weighted
+        tiles, padded to at least the patch size; on the device when ``perform_everything_on_device``, falling back
+        to the CPU when the device runs out of memory. Autocast on CUDA only (nnU-Net: slow or unsupported
+        elsewhere)."""
+        if not isinstance(input_image, torch.Tensor) or input_image.ndim != 4:
+            raise ValueError("input_image must be a 4D torch.Tensor (c, x, y, z)")
+        self.network = self.network.to(self.device)
+        self.network.eval()
+        empty_cache(self.device)
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else nullcontext():
+            if self.verbose:
+                print(f"Input shape: {input_image.shape}, step_size: {self.tile_step_size}, mirror_axes: "
+                      f"{self.allowed_mirroring_axes if self.use_mirroring else None}")
+            data, revert_padding = pad_nd_image(input_image, self.configuration_manager.patch_size, "constant",
+                                                {"value": 0}, True, None)
+            slicers = self._internal_get_sliding_window_slicers(data.shape[1:])
+            if self.perform_everything_on_device and self.device.type != "cpu":
+                try:
+                    logits = self._internal_predict_sliding_window_return_logits(data, slicers, True)
+                except RuntimeError:
+                    print("Prediction on device was unsuccessful, probably due to a lack of memory. Moving results "
+                          "arrays to CPU")
+                    empty_cache(self.device)
+                    logits = self._internal_predict_sliding_window_return_logits(data, slicers, False)
+            else:
+                logits = self._internal_predict_sliding_window_return_logits(data, slicers,
+                                                                             self.perform_everything_on_device)
+            empty_cache(self.device)
+            return logits[(slice(None), *revert_padding[1:])]
+
+    def _internal_get_sliding_window_slicers(self, image_size: tuple[int, ...]) -> list[tuple]:
+        """nnU-Net's tiles, in its order: each slice's tiles for a 2d model on a volume, else the volume's."""
+        patch_size = self.configuration_manager.patch_size
+
+        def tiles(image_size: tuple[int, ...]) -> list[tuple[slice, ...]]:
+            steps = compute_steps_for_sliding_window(image_size, patch_size, self.tile_step_size)
+            return [tuple(slice(start, start + size) for start, size in zip(corner, patch_size, strict=True))
+                    for corner in itertools.product(*steps)]
+
+        if len(patch_size) == len(image_size):
+            return [(slice(None), *tile) for tile in tiles(image_size)]
+        if len(patch_size) != len(image_size) - 1:
+            raise ValueError(f"patch size {patch_size} does not fit an image of size {image_size}")
+        slice_tiles = tiles(image_size[1:])
+        return [(slice(None), index, *tile) for index in range(image_size[0]) for tile in slice_tiles]
+
+    @torch.inference_mode()
+    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        """nnU-Net's: the network's logits, averaged over every combination of the allowed mirrorings when
+        ``use_mirroring``."""
+        prediction = self.network(x)
+        mirror_axes = self.allowed_mirroring_axes if self.use_mirroring else None
+        if mirror_axes is not None:
+            if max(mirror_axes) > x.ndim - 3:
+                raise ValueError(f"mirror axes {mirror_axes} do not fit a {x.ndim - 2}d input")
+            axes = [axis + 2 for axis in mirror_axes]
+            combinations = [c for i in range(len(axes)) for c in itertools.combinations(axes, i + 1)]
+            for flipped in combinations:
+                prediction += torch.flip(self.network(torch.flip(x, flipped)), flipped)
+            prediction /= len(combinations) + 1
+        return prediction
+
+    @torch.inference_mode()
+    def _internal_predict_sliding_window_return_logits(self, data: torch.Tensor, slicers: list[tuple],
+                                                       do_on_device: bool = True) -> torch.Tensor:
+        """nnU-Net's: tiles are copied to the device by a thread while the network runs; their Gaussian-weighted
+        logits are summed in half precision and divided by the summed weights."""
+        results_device = self.device if do_on_device else torch.device("cpu")
+        empty_cache(self.device)
+        data = data.to(results_device)
+        logits = torch.zeros((self.label_manager.num_segmentation_heads, *data.shape[1:]), dtype=torch.half,
+                             device=results_device)
+        weights = torch.zeros(data.shape[1:], dtype=torch.half, device=results_device)
+        gaussian = compute_gaussian(tuple(self.configuration_manager.patch_size), sigma_scale=1. / 8,
+                                    value_scaling_factor=10, device=results_device) if self.use_gaussian else 1
+        tiles = ((torch.clone(data[slicer][None], memory_format=torch.contiguous_format).to(self.device), slicer)
+                 for slicer in slicers)
+        with tqdm(total=len(slicers), disable=not self.allow_tqdm) as progress:
+            for tile, slicer in _in_background(tiles, prefetch=2, name="tiles"):
+                prediction = self._internal_maybe_mirror_and_predict(tile)[0].to(results_device)
+                if self.use_gaussian:
+                    prediction *= gaussian
+                logits[slicer] += prediction
+                weights[slicer[1:]] += gaussian
+                progress.update()
+        torch.div(logits, weights, out=logits)
+        if torch.any(torch.isinf(logits)):
+            raise RuntimeError("Encountered inf in predicted array. Aborting... If this problem persists, reduce "
+                               "value_scaling_factor in compute_gaussian or increase the dtype of predicted_logits "
+                               "to fp32")
+        return logits
 
     def _predict_case(self, data, properties: dict, ofile: str | None, save_probabilities: bool,
                       timings: dict, writer: ThreadPoolExecutor):
@@ -304,6 +526,11 @@ class nnUNetPredictorFast(nnUNetPredictor):
         timings["network_s"] = time.perf_counter() - start
         start = time.perf_counter()
         if save_probabilities:  # probabilities are needed in the original geometry: nnU-Net's stock export
+            from nnunetv2.inference.export_prediction import (
+                convert_predicted_logits_to_segmentation_with_correct_shape,
+                export_prediction_from_logits,
+            )
+
             logits = logits.cpu()
             if ofile is not None:
                 export_prediction_from_logits(logits, properties, self.configuration_manager, self.plans_manager,

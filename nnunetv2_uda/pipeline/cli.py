@@ -60,6 +60,7 @@ def run_entry() -> None:
                "-o uda_run\n"
                "  nnUNetv2_uda_run --recipe gpu --ct CT --mri MRI -o uda_run --set num_processes=16 "
                "--set self_training.epochs=500\n"
+               "  nnUNetv2_uda_run my_run.yaml --set parallel_steps=2   # independent steps at once, as Dask tasks\n"
                "  nnUNetv2_uda_run my_run.yaml --set num_parts=8 --set scheduler=tcp://host:8786   # Dask workers\n"
                "  nnUNetv2_uda_run my_run.yaml --check      # a config file: 'recipe: cpu' plus its own keys")
     parser.add_argument("config", nargs="?", default=None,

@@ -1,23 +1,55 @@
-"""Prediction parts as tasks on Dask distributed: a ``LocalCluster`` of one worker per part on this machine, or the
-workers of the scheduler at the config's ``scheduler`` address (e.g. started by ``dask-jobqueue`` on SLURM/PBS).
+"""Steps and prediction parts as tasks on Dask distributed: a ``LocalCluster`` of single-threaded worker processes on
+this machine, or the workers of the scheduler at the config's ``scheduler`` address (e.g. started by
+``dask-jobqueue`` on SLURM/PBS).
 
-Each task runs one part's ``nnUNetv2_predict_fast -num_parts N -part_id I`` into a hidden staging folder that takes
-the part's final name only when complete, so a killed part is never taken for done; the process that owns the step
-merges the parts. Dask is imported only when a step has parts to run, so a run without parts never pays its start-up.
+With ``parallel_steps`` above 1 the runner (:mod:`nnunetv2_uda.pipeline.runner`) submits each step whose upstream
+steps have finished as a task (:func:`run_step`), keeping the manifest in its own process. A prediction step's parts
+run ``nnUNetv2_predict_fast -num_parts N -part_id I`` as tasks (:func:`run_parts`), each into a hidden staging folder
+that takes the part's final name only when complete, so a killed part is never taken for done; the process that runs
+the step merges the parts. Dask is imported only when steps or parts run on it, so a run without either never pays
+its start-up.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnunetv2_uda.atomic_files import folder_built_atomically
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.commands import run_logged, say
+
+if TYPE_CHECKING:  # the graph imports torch (through the config's translator settings), which a part never needs
+    from nnunetv2_uda.pipeline.graph import Attempt, Context, Step
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What a step run as a task returns to the process that owns the manifest: the step's outputs, the worker
+    that ran it and when (the worker's clock, seconds since the epoch)."""
+
+    outputs: dict
+    worker: str
+    began: float
+    ended: float
+
+
+def run_step(step: Step, context: Context, attempt: Attempt) -> StepRun:
+    """The Dask task of one step: its action, with the run's nnU-Net folder variables set in the worker (whose own
+    environment may lack them). ``context`` is the owner's snapshot at submission, so the records of the upstream
+    steps are there; the task never writes the manifest."""
+    from distributed import get_worker
+
+    os.environ.update({name: str(folder) for name, folder in context.folders.items()})
+    began = time.time()
+    outputs = step.action(context, attempt)
+    return StepRun(outputs, get_worker().address, began, time.time())
 
 
 @dataclass(frozen=True)
@@ -33,16 +65,14 @@ class Part:
 
 
 def predict_part(part: Part) -> None:
-    """Predicts one part into its staging folder, renamed to ``part.folder`` when complete (a part completed
-    meanwhile by another process is kept)."""
+    """Predicts one part into its staging folder, renamed to ``part.folder`` when complete. A part found complete
+    is kept: Dask runs a finished task again when its worker is lost before the result was collected."""
     done = Path(part.folder)
-    try:
-        with folder_built_atomically(done) as staging:
-            run_logged([*part.arguments, "-o", staging], Path(part.log_file), env={**os.environ, **part.environment})
-    except FileExistsError:
-        if not done.is_dir():
-            raise
-        say(f"part {part.index} was completed meanwhile by another process; keeping that one")
+    if done.is_dir():
+        say(f"part {part.index} is complete already (its task ran again after its Dask worker was lost); kept")
+        return
+    with folder_built_atomically(done) as staging:
+        run_logged([*part.arguments, "-o", staging], Path(part.log_file), env={**os.environ, **part.environment})
 
 
 def predict_part_task(part: Part) -> str:
@@ -53,12 +83,32 @@ def predict_part_task(part: Part) -> str:
     return get_worker().address
 
 
+def in_dask_worker() -> bool:
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
 @contextmanager
 def dask_client(scheduler: str | None, workers: int) -> Iterator:
-    """A client of the scheduler at ``scheduler``, else of a new ``LocalCluster`` with ``workers`` single-threaded
-    worker processes (each task's work is a subprocess), closed on exit."""
-    from distributed import Client, LocalCluster
+    """A client of the cluster the tasks go to, closed on exit.
 
+    Inside a Dask task (a step run on a worker) that is the task's own cluster, through ``worker_client`` (Dask's
+    way for tasks that submit tasks: the waiting task leaves its worker's thread pool, so its tasks can run on that
+    worker too, and no cluster is started inside a worker process). Elsewhere it is the scheduler at ``scheduler``,
+    else a new ``LocalCluster`` with ``workers`` single-threaded worker processes (each task's work is a
+    subprocess).
+    """
+    from distributed import Client, LocalCluster, worker_client
+
+    if in_dask_worker():
+        with worker_client() as client:
+            yield client
+        return
     if scheduler is not None:
         try:
             client = Client(scheduler)

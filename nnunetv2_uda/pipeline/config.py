@@ -92,7 +92,8 @@ class PipelineConfig:
     num_processes: int = 2
     num_gpus: int = 1
     num_parts: int = 1
-    scheduler: str | None = None  # a Dask scheduler address for the parts; None: a LocalCluster
+    parallel_steps: int = 1  # above 1: steps run as Dask tasks, independent ones at once
+    scheduler: str | None = None  # a Dask scheduler address for steps and parts; None: a LocalCluster
     warm_start: bool = True
     source_warm_start: bool = False
     mri_default_sequence: str | None = None
@@ -235,6 +236,7 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'fold': {config.fold!r} is not 'all' or 0-4")
     positive = {"num_processes": config.num_processes,
                 "batch_size": config.batch_size, "num_gpus": config.num_gpus, "num_parts": config.num_parts,
+                "parallel_steps": config.parallel_steps,
                 "source_training.epochs": config.source_training.epochs,
                 "source_training.iterations_per_epoch": config.source_training.iterations_per_epoch,
                 "self_training.epochs": config.self_training.epochs,
@@ -280,6 +282,16 @@ def ranks_sequences(config: PipelineConfig) -> bool:
     """MDM orders the sequences by the snapshot uncertainty of the ASIT network's pseudo-labels unless the config
     gives the order (``sequence_order``)."""
     return not config.sequence_order and any(ROWS[row].mdm for row in config.rows if row in ROWS)
+
+
+def asit_snapshots(config: PipelineConfig) -> int:
+    """How many snapshot pseudo-labels of the MRI the ASIT network keeps for MDM's ranking: ``num_snapshots``, fewer
+    where its training has fewer epochs, none where ``sequence_order`` is given or fewer than two fit. Decided by the
+    config alone, not by whether an MDM row follows, so adding an MDM row to a run keeps its trained ASIT network."""
+    if config.sequence_order:
+        return 0
+    count = min(config.self_training.num_snapshots, config.source_training.epochs)
+    return count if count >= 2 else 0
 
 
 def config_from_dict(values: dict, source: str = "config") -> PipelineConfig:

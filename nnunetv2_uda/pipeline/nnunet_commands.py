@@ -138,7 +138,7 @@ def predict_in_parts(context: Context, input_hash: str, step: str, model: dict, 
     Each part is predicted into a hidden staging folder in ``parts/<step>/<hash>/`` that becomes ``part_<i>`` when
     complete, so a killed part is never taken for done and a rerun predicts only the missing parts. One part runs
     here; several run as Dask tasks (:mod:`nnunetv2_uda.pipeline.cluster`), on a ``LocalCluster`` or on the workers
-    of the config's ``scheduler``.
+    of the config's ``scheduler``, or on the cluster the step itself runs on as a task (``parallel_steps``).
     """
     config = context.config
     parts_root = parts_folder(context.out, step, input_hash, model)

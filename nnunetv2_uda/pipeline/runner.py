@@ -1,4 +1,5 @@
-"""Runs the steps in order, skipping those the manifest shows finished with the same inputs and settings.
+"""Runs the steps, skipping those the manifest shows finished with the same inputs and settings: one after the other
+in this process, or with ``parallel_steps`` above 1 as Dask tasks, each once the steps it depends on are done.
 
 A step's input hash covers its own settings, the content fingerprint of the user folders it reads and the hashes of
 the steps it depends on, so a changed setting reruns that step and, through the chain, every step after it.
@@ -6,9 +7,11 @@ the steps it depends on, so a changed setting reruns that step and, through the 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,6 +170,101 @@ def prepare(config: PipelineConfig) -> tuple[Context, list, dict, list[str], lis
     return context, steps, scored, rows, notes
 
 
+class StepLog:
+    """The lines a run prints about its steps (``[i/n] step: why: what``, then ``[i/n] step: finished in ...``) and
+    the manifest records around each step's action, which only the process that runs the pipeline writes."""
+
+    def __init__(self, context: Context, planned: list[PlannedStep], result: RunResult):
+        self.context, self.result = context, result
+        self.prefixes = {p.step.name: f"[{index}/{len(planned)}] {p.step.name}" for index, p in enumerate(planned, 1)}
+
+    def skip(self, planned: PlannedStep) -> None:
+        say(f"{self.prefixes[planned.step.name]}: skipped ({SKIP_REASON})")
+        self.result.statuses[planned.step.name] = "skipped"
+
+    def start(self, planned: PlannedStep) -> Attempt:
+        """Says why the step runs and records it started (so a kill from here on reruns it with resume)."""
+        step = planned.step
+        say(f"{self.prefixes[step.name]}: {planned.reason}: {step.description}")
+        resume = self.context.manifest.is_current(step.name, planned.input_hash)
+        self.context.manifest.mark_started(step.name, planned.input_hash, planned.settings, planned.inputs)
+        return Attempt(resume, planned.input_hash)
+
+    def finish(self, step: Step, outputs: dict, wall_time_s: float, where: str = "") -> None:
+        self.context.manifest.mark_finished(step.name, outputs, wall_time_s)
+        say(f"{self.prefixes[step.name]}: finished in {wall_time_s:.1f} s{where}")
+        self.result.statuses[step.name] = "ran"
+
+
+def run_in_process(context: Context, planned: list[PlannedStep], log: StepLog) -> None:
+    """One step after the other, in this process (``parallel_steps: 1``)."""
+    for step_plan in planned:
+        if step_plan.reason is None:
+            log.skip(step_plan)
+            continue
+        attempt = log.start(step_plan)
+        begin = time.time()
+        outputs = step_plan.step.action(context, attempt)
+        log.finish(step_plan.step, outputs, time.time() - begin)
+
+
+def run_on_dask(context: Context, planned: list[PlannedStep], log: StepLog) -> dict[str, dict]:
+    """Every step that runs as a Dask task (:func:`nnunetv2_uda.pipeline.cluster.run_step`), submitted as soon as
+    the steps it depends on have finished or were skipped, so independent steps (the rows' branches) run at once on
+    ``parallel_steps`` workers of a ``LocalCluster`` or on the workers of ``scheduler``.
+
+    This process keeps the manifest: a step is recorded started when submitted and finished when its task returns
+    its outputs, so a step killed mid-task reruns with resume next time. After a failure nothing more is submitted;
+    the running tasks are waited for, those that finish are recorded, then the first failure is raised. Returns
+    where and when (the worker's clock) each step ran.
+    """
+    from distributed import as_completed
+
+    from nnunetv2_uda.pipeline.cluster import dask_client, run_step
+
+    done = set()
+    waiting = []
+    for step_plan in planned:
+        if step_plan.reason is None:
+            log.skip(step_plan)
+            done.add(step_plan.step.name)
+        else:
+            waiting.append(step_plan)
+    tasks: dict[str, dict] = {}
+    with dask_client(context.config.scheduler, context.config.parallel_steps) as client:
+        say(f"steps as tasks on the Dask scheduler {client.scheduler.address}")
+        running = as_completed()
+        submitted = {}
+
+        def submit_ready() -> None:
+            for step_plan in [p for p in waiting if done.issuperset(p.step.depends)]:
+                waiting.remove(step_plan)
+                attempt = log.start(step_plan)
+                snapshot = dataclasses.replace(context, manifest=copy.deepcopy(context.manifest))
+                future = client.submit(run_step, step_plan.step, snapshot, attempt,
+                                       key=f"{step_plan.step.name}-{uuid.uuid4().hex}")
+                submitted[future.key] = step_plan.step
+                running.add(future)
+
+        submit_ready()
+        failed = None
+        for future in running:
+            step = submitted.pop(future.key)
+            if future.status == "error":
+                say(f"{log.prefixes[step.name]}: failed ({future.exception()})")
+                failed = failed or future
+                continue
+            run = future.result()
+            log.finish(step, run.outputs, run.ended - run.began, f" on Dask worker {run.worker}")
+            tasks[step.name] = {"worker": run.worker, "began": run.began, "ended": run.ended}
+            done.add(step.name)
+            if failed is None:
+                submit_ready()
+        if failed is not None:
+            failed.result()  # raises the task's error
+    return tasks
+
+
 def run_pipeline(config: PipelineConfig) -> RunResult:
     context, steps, scored, rows, notes = prepare(config)
     for note in notes:
@@ -176,28 +274,21 @@ def run_pipeline(config: PipelineConfig) -> RunResult:
     context.manifest.save()  # the run's id and dataset id base, before any dataset exists
     reserve_dataset_ids(context.folders, context.config.dataset_id_base, context.owner)
     started = time.time()
-    for index, planned in enumerate(plan_run(context, steps), 1):
-        step = planned.step
-        prefix = f"[{index}/{len(steps)}] {step.name}"
-        if planned.reason is None:
-            say(f"{prefix}: skipped ({SKIP_REASON})")
-            result.statuses[step.name] = "skipped"
-            continue
-        say(f"{prefix}: {planned.reason}: {step.description}")
-        resume = context.manifest.is_current(step.name, planned.input_hash)
-        context.manifest.mark_started(step.name, planned.input_hash, planned.settings, planned.inputs)
-        begin = time.time()
-        outputs = step.action(context, Attempt(resume, planned.input_hash))
-        context.manifest.mark_finished(step.name, outputs, time.time() - begin)
-        say(f"{prefix}: finished in {time.time() - begin:.1f} s")
-        result.statuses[step.name] = "ran"
+    planned = plan_run(context, steps)
+    log = StepLog(context, planned, result)
+    tasks: dict[str, dict] = {}
+    if config.parallel_steps == 1:
+        run_in_process(context, planned, log)
+    else:
+        tasks = run_on_dask(context, planned, log)
     run_info = {"rows": rows, "notes": notes, "scored_steps": scored, "steps": [s.name for s in steps],
                 "descriptions": {s.name: s.description for s in steps}, "statuses": result.statuses,
                 "config": context.config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
+    if tasks:
+        run_info["dask_tasks"] = tasks
     write_json_atomically(run_info, context.out / RUN_FILE)
     from nnunetv2_uda.pipeline.report import write_report
 
     result.report = write_report(context.out, context.manifest, run_info)
     say(f"report: {result.report}")
     return result
-

@@ -140,6 +140,7 @@ def untrained_model(tmp_path) -> tuple[dict, list[str]]:
     return env, ["-d", "950", "-c", "3d_fullres", "-f", "all", "-device", "cpu", "--disable_progress_bar"]
 
 
+@pytest.mark.slow
 def test_crafted_checkpoint_runs_nothing(untrained_model, tmp_path):
     """nnU-Net's predictor loads checkpoints with weights_only=False: a crafted pickle runs a command."""
     env, flags = untrained_model
@@ -223,6 +224,7 @@ def test_listing_groups_channels_names_misnamed_files_and_ignores_hidden_ones(tm
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.slow
 def test_cuda_without_a_gpu_is_named(untrained_model, tmp_path):
     env, flags = untrained_model
     flags = [flag if flag != "cpu" else "cuda" for flag in flags]

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 LOOKUP = """
 import json, sys
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -24,6 +26,7 @@ def lookup(name: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_our_budget_trainer_imports_only_its_modules():
     found = lookup("nnUNetTrainerUDAQuick_3epochs_40iters")
     assert found["class"] == "nnunetv2_uda.training.budget.nnUNetTrainerUDAQuick_3epochs_40iters"
@@ -36,6 +39,7 @@ def test_our_budget_trainer_imports_only_its_modules():
     assert "nnunetv2_uda.training.gin_trainers" not in found["imported"]
 
 
+@pytest.mark.slow
 def test_nnunets_variant_is_found_where_nnunet_finds_it():
     found = lookup("nnUNetTrainer_5epochs")
     assert found["class"] == ("nnunetv2.training.nnUNetTrainer.variants.training_length.nnUNetTrainer_Xepochs."

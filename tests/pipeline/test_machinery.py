@@ -43,6 +43,7 @@ from nnunetv2_uda.pipeline.datasets import (
 from nnunetv2_uda.pipeline.graph import Context
 from nnunetv2_uda.pipeline.manifest import (
     FINGERPRINT_BLOCK_BYTES,
+    SCHEMA_VERSION,
     Manifest,
     ManifestError,
     file_fingerprint,
@@ -301,6 +302,23 @@ def test_cyclegan_plf_self_trains_from_the_cyclegan_networks_pseudolabels(tmp_pa
     assert dataset_name(600, "final_cyclegan") == (614, "Dataset614_UDAFinalCycleGAN")
 
 
+def test_adding_an_mdm_row_keeps_the_asit_network(tmp_path):
+    """The ASIT network's snapshots (MDM's sequence ranking) follow from the config, not from the rows after it:
+    its step is the same with and without an MDM row, so adding one reruns nothing before MDM."""
+    def train_asit(**overrides):
+        config = config_from_dict(minimal(tmp_path, **overrides))
+        return {step.name: step for step in build_steps(config, config.rows)[0]}["train_asit"]
+
+    alone, with_mdm = train_asit(ablation=["asit"]), train_asit(ablation=["asit", "asit_mdm"])
+    assert alone.settings == with_mdm.settings and alone.settings["num_snapshots"] == 4  # the self-training default
+    assert "PseudoLabel" in alone.settings["trainer"]
+    short = train_asit(ablation=["asit"], source_training={"epochs": 3})
+    assert short.settings["num_snapshots"] == 3  # no more than one per epoch
+    for no_snapshots in (train_asit(ablation=["asit"], source_training={"epochs": 1}),
+                         train_asit(ablation=["asit", "asit_mdm"], sequence_order=["T2", "T1"])):
+        assert no_snapshots.settings["num_snapshots"] is None and "PseudoLabel" not in no_snapshots.settings["trainer"]
+
+
 def test_second_plf_round_starts_from_the_first_rounds_final_network(tmp_path):
     config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
                                       ablation=["cyclegan_plf", "cyclegan_plf2"]))
@@ -451,7 +469,7 @@ def test_rerun_reason_names_the_changed_input_folder(tmp_path):
         "its inputs or an earlier step changed")
     manifest.stages["train_ct"]["schema_version"] = 0  # recorded by a version whose records meant something else
     assert rerun_reason(step, context, "h1", {"epochs": 1}, {"ct_dataset": "a", "mri_dataset": "b"}).startswith(
-        "recorded by another version of nnunetv2-uda (record schema 0, now 1)")
+        f"recorded by another version of nnunetv2-uda (record schema 0, now {SCHEMA_VERSION})")
     manifest.mark_finished("train_ct", {}, 1.0)
     assert not manifest.is_finished("train_ct", "h1")
 
@@ -508,14 +526,17 @@ BAD_MANIFESTS = {
     "invalid JSON": ('{"stages": {"plan": ', "not valid JSON"),
     "stages not a mapping": ('{"stages": ["plan"]}', "'stages' is missing or not a mapping"),
     "no stages": ('{"run_id": "x"}', "'stages' is missing or not a mapping"),
-    "record not a mapping": ('{"stages": {"plan": "done"}}', "the record of step 'plan' is a str"),
-    "record without its keys": ('{"stages": {"plan": {"settings": {}}}}',
-                                "the record of step 'plan' lacks 'input_hash', 'finished'"),
-    "finished without outputs": ('{"stages": {"plan": {"input_hash": "h", "settings": {}, "finished": true}}}',
-                                 "the record of step 'plan' is finished without a mapping of 'outputs'"),
+    "no run id": ('{"stages": {}}', "'run_id' is None"),
     "run id not a string": ('{"run_id": 7, "stages": {}}', "'run_id' is 7"),
-    "schema version not a number": ('{"stages": {"plan": {"input_hash": "h", "settings": {}, "finished": false, '
-                                    '"schema_version": "1"}}}', "the record of step 'plan' has a 'schema_version'"),
+    "record not a mapping": ('{"run_id": "x", "stages": {"plan": "done"}}', "the record of step 'plan' is a str"),
+    "record without its keys": ('{"run_id": "x", "stages": {"plan": {"settings": {}}}}',
+                                "the record of step 'plan' lacks 'input_hash', 'schema_version', 'finished'"),
+    "finished without outputs": ('{"run_id": "x", "stages": {"plan": {"input_hash": "h", "schema_version": 1, '
+                                 '"settings": {}, "finished": true}}}',
+                                 "the record of step 'plan' is finished without a mapping of 'outputs'"),
+    "schema version not a number": ('{"run_id": "x", "stages": {"plan": {"input_hash": "h", "settings": {}, '
+                                    '"finished": false, "schema_version": "1"}}}',
+                                    "the record of step 'plan' has a 'schema_version'"),
 }
 
 
@@ -543,6 +564,7 @@ def use_env(monkeypatch, env: dict[str, str]) -> None:
         monkeypatch.setenv(variable, env[variable])
 
 
+@pytest.mark.slow
 def test_a_second_run_with_the_same_dataset_ids_is_refused_before_any_work(tmp_path, monkeypatch):
     first_config, env = fake_run(tmp_path, "first")
     second_config, _ = fake_run(tmp_path, "second")
@@ -580,6 +602,7 @@ def start_without_training(config_file: Path) -> Context:
     return context
 
 
+@pytest.mark.slow
 def test_automatic_dataset_ids_are_free_disjoint_recorded_and_kept_on_rerun(tmp_path, monkeypatch):
     user = {"dataset_id_base": None, "ablation": "only_ct"}
     first_config, env = fake_run(tmp_path, "first", **user)
@@ -666,6 +689,7 @@ def test_nonsense_numbers_are_refused_naming_the_key(case, tmp_path):
         config_from_dict(minimal(tmp_path, **values))
 
 
+@pytest.mark.slow
 def test_yaml_nan_is_refused_through_the_command_traceback_only_with_verbose(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  keep_fraction: .nan\n")

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import yaml
 
 from nnunetv2_uda.atomic_files import STAGING_PREFIX, is_hidden
 from nnunetv2_uda.pipeline.datasets import OWNER_KEY
@@ -31,31 +30,17 @@ from nnunetv2_uda.pipeline.nnunet_commands import PLANS, budget
 pytestmark = pytest.mark.slow
 
 EPOCHS, ITERATIONS = 2, 4
-MRI_CASES = 6  # three per prediction part: a part is killed after its first case is written
 TRAINER = budget(EPOCHS, ITERATIONS, "nnUNetTrainerUDAQuick")
 STEPS = ["copy_ct", "plan", "train_ct", "pseudolabel_ct"]
 UNINTERRUPTED_BASE, KILLED_BASE = 730, 740
 POLL_SECONDS = 0.05
 
 
-def config(root: Path, name: str, base: int) -> Path:
-    values = {
-        "ct_dataset": str(root / "inputs" / "Dataset991_PhantomCT"),
-        "mri_dataset": str(root / "inputs" / "Dataset992_PhantomMRI"),
-        "output_folder": str(root / name),
-        "dataset_id_base": base,
-        "device": "cpu",
-        "configuration": "2d",
-        "trainer": "nnUNetTrainerUDAQuick",
-        "target_spacing": [15.0, 8.0, 8.0],  # the tiny phantoms' own spacing
-        "num_processes": 1,
-        "num_parts": 2,
-        "ablation": "only_ct",
-        "source_training": {"epochs": EPOCHS, "iterations_per_epoch": ITERATIONS},
-    }
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
+def config(phantoms, name: str, base: int) -> Path:
+    """The run in two prediction parts (three MRI cases each: a part is killed after its first case is written),
+    trained for EPOCHS (a kill waits for the first epoch to end)."""
+    return phantoms.config(name, base, num_parts=2,
+                           source_training={"epochs": EPOCHS, "iterations_per_epoch": ITERATIONS})
 
 
 def fold_folder(env: dict[str, str], base: int) -> Path:
@@ -105,31 +90,23 @@ def epochs_logged(training_log: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def phantoms(run_command, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reliability")
-    run_command(["nnUNetv2_uda_make_phantoms", root / "inputs", "--num_ct", 3, "--num_mri", MRI_CASES,
-                 "--shape", 16, 48, 48, "--seed", 1])
-    return root
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(phantoms, nnunet_env) -> Path:
     """The reference: the same run without a kill."""
     run_to_the_end(config(phantoms, "uninterrupted", UNINTERRUPTED_BASE), nnunet_env)
-    return phantoms / "uninterrupted"
+    return phantoms.root / "uninterrupted"
 
 
 def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_uninterrupted_run(
         phantoms, uninterrupted, nnunet_env, run_command):
     config_file = config(phantoms, "killed", KILLED_BASE)
-    out, fold = phantoms / "killed", fold_folder(nnunet_env, KILLED_BASE)
+    out, fold = phantoms.root / "killed", fold_folder(nnunet_env, KILLED_BASE)
 
     # 1. SIGKILL while nnUNetv2_train is in its second (last) epoch (the first has ended: its checkpoint is there)
     def training_underway() -> bool:
         logs = sorted(fold.glob("training_log_*.txt"))
         return bool(logs) and 1 in epochs_logged(logs[0])
 
-    run_and_kill_when(config_file, nnunet_env, phantoms / "kill1.log", training_underway)
+    run_and_kill_when(config_file, nnunet_env, phantoms.root / "kill1.log", training_underway)
     assert not (fold / "checkpoint_final.pth").exists(), "the training ended before the kill"
     assert (fold / "checkpoint_best.pth").is_file()
 
@@ -144,8 +121,8 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
                   and "-part_1-" in str(path)]
         return (sorted(path.name for path in parts_step.glob("*/part_*")),) if staged else None
 
-    (done_at_kill,) = run_and_kill_when(config_file, nnunet_env, phantoms / "kill2.log", second_part_underway)
-    second = (phantoms / "kill2.log").read_text()
+    (done_at_kill,) = run_and_kill_when(config_file, nnunet_env, phantoms.root / "kill2.log", second_part_underway)
+    second = (phantoms.root / "kill2.log").read_text()
     match = re.search(r"train_ct: continuing nnU-Net's training from (\S+) \(epochs done: (\d+)\)", second)
     assert match and Path(match[1]) == fold / "checkpoint_best.pth", second[-4000:]
     continued_at = int(match[2])
@@ -161,7 +138,7 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
     assert manifest.stages["train_ct"]["finished"] and not manifest.stages["pseudolabel_ct"]["finished"]
     assert "part_1" not in done_at_kill  # part 1 was still being written: not under its final name
     for part in parts_step.glob("*/part_*"):  # a part under its final name is complete
-        assert len(list(part.glob("*.nii.gz"))) == MRI_CASES // 2, part
+        assert len(list(part.glob("*.nii.gz"))) == phantoms.mri_cases // 2, part
 
     # 3. rerun to the end: complete parts are kept, the killed ones are predicted again
     statuses = run_to_the_end(config_file, nnunet_env)
@@ -184,13 +161,14 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
             visible_files(folder / f"Dataset{UNINTERRUPTED_BASE}_UDASourceCT")), variable
     assert {"checkpoint_final.pth", "checkpoint_best.pth"} <= {p.name for p in fold.iterdir()}
     assert not (fold / "checkpoint_latest.pth").exists()
-    run_command(["nnUNetv2_predict_fast", "-i", phantoms / "inputs" / "Dataset992_PhantomMRI" / "imagesTr",
-                 "-o", phantoms / "reference_prediction", "-d", KILLED_BASE, "-c", "2d", "-tr", TRAINER, "-p", PLANS,
+    reference_prediction = phantoms.root / "reference_prediction"
+    run_command(["nnUNetv2_predict_fast", "-i", phantoms.root / "inputs" / "Dataset992_PhantomMRI" / "imagesTr",
+                 "-o", reference_prediction, "-d", KILLED_BASE, "-c", "2d", "-tr", TRAINER, "-p", PLANS,
                  "-f", "all", "-device", "cpu", "-npp", 1, "-nps", 1])
     predicted = sorted((out / "pseudolabels" / "ct").glob("*.nii.gz"))
-    assert len(predicted) == MRI_CASES
+    assert len(predicted) == phantoms.mri_cases
     for label_map in predicted:
-        fresh = sitk.ReadImage(str(phantoms / "reference_prediction" / label_map.name))
+        fresh = sitk.ReadImage(str(reference_prediction / label_map.name))
         merged = sitk.ReadImage(str(label_map))
         assert np.array_equal(sitk.GetArrayFromImage(merged), sitk.GetArrayFromImage(fresh)), label_map.name
         assert merged.GetSpacing() == fresh.GetSpacing() and merged.GetOrigin() == fresh.GetOrigin()
@@ -218,5 +196,5 @@ def test_a_second_run_with_the_same_dataset_id_base_is_refused_and_the_first_kee
         for expected in (f"{raw} belongs to the nnUNetv2_uda_run run in {uninterrupted}", owner["run_id"],
                          "'dataset_id_base' (now 730"):
             assert expected in result.stderr, result.stderr
-    assert not (phantoms / "second").exists()
+    assert not (phantoms.root / "second").exists()
     assert snapshot(first_run) == before

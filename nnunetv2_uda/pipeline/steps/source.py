@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.pipeline.commands import run_logged
-from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig, ranks_sequences
+from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig, asit_snapshots
 from nnunetv2_uda.pipeline.datasets import (
     OWNER_KEY,
     labeled_cases,
@@ -62,14 +62,13 @@ def plan_step(config: PipelineConfig) -> Step:
                 depends=("copy_ct",), datasets=("source_ct",))
 
 
-def train_source(context: Context, attempt: Attempt, source: str, trainer: str, snapshots: bool,
+def train_source(context: Context, attempt: Attempt, source: str, trainer: str, snapshots: int,
                  from_ct: bool) -> dict:
     config = context.config
     step = f"train_{source}"
     dataset_id, name = context.dataset("source_ct" if source == "ct" else f"fake_{source}")
-    if snapshots:  # their uncertainty orders the MRI sequences for MDM (config.ranks_sequences)
-        target = {"target_images": str(context.mri_images.resolve()),
-                  "num_snapshots": config.self_training.num_snapshots}
+    if snapshots:  # their uncertainty orders the MRI sequences for MDM (config.asit_snapshots)
+        target = {"target_images": str(context.mri_images.resolve()), "num_snapshots": snapshots}
         set_dataset_json(context.raw / name, **{DATASET_JSON_KEY: target})
     pretrained = Path(context.manifest_outputs("train_ct")["checkpoint"]) if from_ct else None
     checkpoint = continue_from(context, step, name, trainer, attempt.resume)
@@ -81,7 +80,7 @@ def train_source(context: Context, attempt: Attempt, source: str, trainer: str, 
 
 def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     """Train on CT or fake MRI with the CT labels, then pseudo-label the real MRI."""
-    snapshots = source == "asit" and ranks_sequences(config)
+    snapshots = asit_snapshots(config) if source == "asit" else 0
     training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
     from_ct = source != "ct" and config.source_warm_start
     trainer = budget(training.epochs, training.iterations_per_epoch,
@@ -89,7 +88,7 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
     settings = {"budget": dataclasses.asdict(training), "device": config.device, "fold": config.fold,
                 "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
-                "num_snapshots": config.self_training.num_snapshots if snapshots else None}
+                "num_snapshots": snapshots or None}
     return [
         Step(f"train_{source}", f"train the segmentation network on {SOURCE_NAMES[source]} with the CT labels",
              partial(train_source, source=source, trainer=trainer, snapshots=snapshots, from_ct=from_ct), settings,
