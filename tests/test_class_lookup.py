@@ -96,6 +96,7 @@ def test_lookups_outside_nnunet_are_left_alone(tmp_path):
     assert recursive_find_python_class(str(tmp_path), "Present", None).__name__ == "Present"
 
 
+@pytest.mark.slow
 def test_external_trainer_folder_still_searched_after_ours(tmp_path, monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 

@@ -152,6 +152,7 @@ def test_geometry_mismatch_names_the_file(folders, tmp_path):
     assert not (tmp_path / "out" / "metrics.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(folders, tmp_path, run_command):
     gt_dir, pred_dir, _ = folders
     result = run_command(["nnUNetv2_uda_evaluate", pred_dir, gt_dir, "-np", "2", "--disable_progress_bar"])
@@ -161,6 +162,7 @@ def test_cli_end_to_end(folders, tmp_path, run_command):
         assert (pred_dir / name).is_file()
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input(tmp_path):
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
@@ -181,6 +183,7 @@ def test_differing_case_lists_are_an_error_listing_the_cases(folders, tmp_path):
     assert_nothing_written(tmp_path / "cli")
 
 
+@pytest.mark.slow
 def test_common_subset_scores_the_cases_in_both_and_says_so(folders, tmp_path):
     gt_dir, pred_dir, _ = folders
     (pred_dir / "case_2.nii.gz").rename(pred_dir / "case_9.nii.gz")
@@ -207,6 +210,7 @@ def test_common_subset_still_needs_a_case_in_both(folders, tmp_path):
         evaluate_folder(pred_dir, gt_dir, tmp_path / "out", num_processes=1, progress=False, common_subset=True)
 
 
+@pytest.mark.slow
 def test_labels_not_declared_in_dataset_json_are_warned_per_file(folders, tmp_path):
     gt_dir, pred_dir, cases = folders
     gt, pred = cases["case_0"]

@@ -29,6 +29,7 @@ def test_group_cases(input_folder):
     assert list(cases) == ["a", "b", "c"] and [p.name for p in cases["b"]] == ["b_0000.nii.gz", "b_0001.nii.gz"]
 
 
+@pytest.mark.slow
 def test_profile_folder_runs_each_case_alone(input_folder, tmp_path):
     output = tmp_path / "output"
     profiles = profile_folder(
@@ -54,6 +55,7 @@ FORK_AND_SHARE = ("import os, time; touched = bytearray(400 * 2**20); touched[::
                   "os.fork(); os.fork(); time.sleep(1.5)")
 
 
+@pytest.mark.slow
 def test_memory_shared_by_forked_workers_is_counted_once(tmp_path):
     folder = tmp_path / "input"
     folder.mkdir()
@@ -77,6 +79,7 @@ def test_command_needs_input_placeholder(input_folder, tmp_path):
         profile_folder(input_folder, tmp_path / "out", ["true"], progress=False)
 
 
+@pytest.mark.slow
 def test_cli(input_folder, tmp_path, run_command):
     output = tmp_path / "output"
     result = run_command(
@@ -127,6 +130,7 @@ def test_nonsense_numbers_are_refused_at_parsing(input_folder, tmp_path, options
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
     for args, named, code in [((tmp_path / "absent", tmp_path / "out", "--", "true", "{input}"), "absent", 2),
                               ((input_folder, tmp_path / "out", "--", "true"), "{input} placeholder", 2)]:
@@ -136,6 +140,7 @@ def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
         assert lines[0].startswith("nnUNetv2_uda_profile: error: ")
 
 
+@pytest.mark.slow
 def test_the_input_folder_and_a_csv_this_command_did_not_write_are_never_written(input_folder, tmp_path):
     before = {path.name: path.read_bytes() for path in input_folder.iterdir()}
     for args, named in [((input_folder, input_folder), "output folder"),

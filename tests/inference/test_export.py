@@ -95,6 +95,7 @@ except ImageFileError as error:
 """
 
 
+@pytest.mark.slow
 def test_write_cut_short_leaves_nothing_behind(tmp_path):
     """A write that stops after 4 kB (a file size limit; a full disk does the same): ITK's writer reports success
     and its reader would read the cut file as zeros. Nothing may be left: no file under the final name (the written

@@ -46,6 +46,7 @@ def _python(*args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_which_trainers_build_the_plans_network_is_read_without_importing_them():
     names = {
         "nnUNetTrainer": True,

@@ -229,12 +229,14 @@ def test_command_line(tmp_path, nnunet_env, run_command):
     (["--ct_id", "-1"], "argument --ct_id: must be a positive integer, got '-1'"),
     (["--mri_id", "1000"], "argument --mri_id: must be an nnU-Net dataset id from 1 to 999, got '1000'"),
 ])
+@pytest.mark.slow
 def test_nonsense_numbers_are_refused_at_parsing(tmp_path, nnunet_env, args, message):
     result = run_make_phantoms(tmp_path / "out", *args, env=nnunet_env)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_overwrite_leaves_the_old_datasets_and_nothing_else(tmp_path, nnunet_env):
     """SIGTERM while the MRI dataset is being written: the old CT and MRI datasets stay as they were (a pair of one
     seed), no staging folder is left, and nothing else in the output folder is touched."""

@@ -153,6 +153,7 @@ def run_steps(tmp_path: Path, steps: list[PlannedStep], manifest: Manifest, sche
     return result
 
 
+@pytest.mark.slow
 def test_after_a_failure_the_running_steps_finish_and_are_recorded_and_no_step_starts(tmp_path, capsys, scheduler):
     manifest = Manifest(tmp_path)
     manifest.mark_started("earlier", "hash-earlier", {})

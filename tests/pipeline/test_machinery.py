@@ -118,6 +118,7 @@ def test_missing_input_folders_are_named(tmp_path):
     assert str(tmp_path / "ct") in str(error.value) and str(tmp_path / "nowhere") in str(error.value)
 
 
+@pytest.mark.slow
 def test_run_command_rejects_bad_config_before_work(tmp_path):
     config_file = tmp_path / "bad.json"
     config_file.write_text(json.dumps(minimal(tmp_path, unknown=1, fold=3)))
@@ -551,6 +552,7 @@ def test_a_manifest_not_written_by_the_runner_is_a_named_error(case, tmp_path):
     assert (tmp_path / "manifest.json").read_text() == text  # left as it was
 
 
+@pytest.mark.slow
 def test_run_command_names_a_bad_manifest_in_one_line(tmp_path):
     config_file, env = fake_run(tmp_path)
     (tmp_path / "run").mkdir()
@@ -650,6 +652,7 @@ def test_a_bad_recorded_dataset_id_base_is_a_named_error(tmp_path):
         Manifest(tmp_path)
 
 
+@pytest.mark.slow
 def test_output_folder_that_is_not_the_runs_is_refused(tmp_path, monkeypatch):
     config_file, env = fake_run(tmp_path, output_folder=str(tmp_path / "mine"))
     (tmp_path / "mine").mkdir()

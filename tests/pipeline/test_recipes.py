@@ -136,6 +136,7 @@ def test_unknown_recipe_is_named_with_the_choices():
         recipe_file("fastest")
 
 
+@pytest.mark.slow
 def test_list_recipes_prints_every_header():
     result = run_cli("--list_recipes")
     assert result.returncode == 0, result.stderr
@@ -144,6 +145,7 @@ def test_list_recipes_prints_every_header():
         assert recipe_header(name).splitlines()[0] in result.stdout
 
 
+@pytest.mark.slow
 def test_bare_call_is_one_line_listing_the_recipes():
     result = run_cli()
     assert result.returncode == 2 and result.stdout == ""
@@ -160,6 +162,7 @@ def test_bare_call_is_one_line_listing_the_recipes():
     (["--recipe", "cpu", "--ct", "ct", "--mri", "mri", "-o", "out", "--set", "trainer=nnUNetTrainerFast"],
      "'trainer': 'nnUNetTrainerFast' is not one of"),
 ])
+@pytest.mark.slow
 def test_command_line_errors_are_one_line(args, expected, tmp_path):
     result = run_cli(*args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
@@ -167,6 +170,7 @@ def test_command_line_errors_are_one_line(args, expected, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.slow
 def test_help_names_every_flag():
     result = run_cli("-h")
     assert result.returncode == 0

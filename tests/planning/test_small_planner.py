@@ -79,6 +79,7 @@ def test_labels_missing_from_dataset_json_are_rejected(tmp_path, nnunet_env):
     assert not (Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset909_BadLabels" / "nnUNetPlansUDASmall.json").exists()
 
 
+@pytest.mark.slow
 def test_unset_nnunet_folders_are_reported(tiny_dataset):
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
     result = subprocess.run(["nnUNetv2_plan_and_preprocess", "-d", str(tiny_dataset.dataset_id),

@@ -110,6 +110,7 @@ def test_filter_never_writes_into_its_inputs(snapshots, tmp_path):
     assert {folder: contents(folder) for folder in (target, snapshot_folder)} == before
 
 
+@pytest.mark.slow
 def test_filter_overwrite_replaces_the_whole_dataset(snapshots, tmp_path):
     snapshot_folder, _ = snapshots
     output = tmp_path / "Dataset851_Pseudo"
@@ -203,6 +204,7 @@ def test_filter_refuses_nonsense_numbers_at_parsing(flags, flag, tmp_path):
     argparse_error(run(FILTER, tmp_path, tmp_path / "out", *flags), flag)
 
 
+@pytest.mark.slow
 def test_filter_names_a_bad_snapshot_folder(snapshots, tmp_path):
     snapshot_folder, images = snapshots
     out = tmp_path / "out"
@@ -236,6 +238,7 @@ def test_target_images_not_named_as_cases_are_named_as_such(snapshots, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_filter_names_bad_cases_and_writes_the_others(snapshots, tmp_path):
     snapshot_folder, images = snapshots
     misplaced = snapshot_folder / "epoch_0007" / "mri_001.nii.gz"
@@ -328,6 +331,7 @@ def test_label_maps_with_nan_are_named_without_offering_a_flag_to_replace_them(t
     assert sorted(label_files(tmp_path / "lcc")) == ["case_b"]
 
 
+@pytest.mark.slow
 def test_largest_component_warns_of_labels_in_no_label_map(label_maps, tmp_path):
     result = run(LARGEST, label_maps, tmp_path / "out", "--labels", "2", "99", "77")
     assert result.returncode == 0, result.stderr

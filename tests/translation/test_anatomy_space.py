@@ -83,6 +83,7 @@ def _write(array, path, spacing=(0.8, 0.9, 2.5), origin=(10.0, -5.0, 3.0)):
     sitk.WriteImage(image, str(path))
 
 
+@pytest.mark.slow
 def test_sobel_command_converts_dataset_and_keeps_geometry_and_labels(tmp_path):
     source = tmp_path / "Dataset950_CT"
     (source / "imagesTr").mkdir(parents=True)

@@ -214,6 +214,7 @@ def test_unfinished_translator_is_not_used(datasets, tmp_path):
         translate_dataset(tmp_path, ct, tmp_path / "fake")
 
 
+@pytest.mark.slow
 def test_bad_datasets_are_named(datasets, tmp_path):
     ct, mri = datasets
     empty = tmp_path / "Dataset970_Empty"
