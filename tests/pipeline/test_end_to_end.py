@@ -3,7 +3,8 @@ changed setting, training on chosen organs and a second self-training round, all
 with minimal budgets on the CPU.
 
 One run of the module (a fixture: killed after a step, then rerun) is read by separate tests, so the first failure
-does not hide the rest; the changed setting and the second round are fixtures that build on it, in that order."""
+does not hide the rest; a second fixture builds on it: the config changed (a setting, and a second round added as a
+row), checked with ``--check`` and run again."""
 
 from __future__ import annotations
 
@@ -221,10 +222,12 @@ FIRST_CHANGED = STEPS.index("final_asit_mdm")  # the step whose settings the cha
 
 
 @pytest.fixture(scope="module")
-def changed_setting(run) -> tuple[str, bool, dict[str, str]]:
-    """The run's config with more final epochs: ``--check``'s output, whether manifest.json stayed as it was, and the
-    statuses of the rerun."""
-    run.config_file.write_text(yaml.safe_dump(tiny_config(run.root, final_epochs=2)))
+def rerun(run) -> tuple[str, bool, dict[str, str]]:
+    """The run's config with more final epochs and a second self-training round added as a row: ``--check``'s
+    output, whether manifest.json stayed as it was, and the statuses of the rerun."""
+    config = tiny_config(run.root, final_epochs=2)
+    config["ablation"] = ["asit_mdm_plf", "asit_mdm_plf2"]
+    run.config_file.write_text(yaml.safe_dump(config))
     manifest_file = run.out / "manifest.json"
     manifest_before = manifest_file.read_text()
     check = subprocess.run(["nnUNetv2_uda_run", str(run.config_file), "--check"], env=run.env, capture_output=True,
@@ -234,38 +237,30 @@ def changed_setting(run) -> tuple[str, bool, dict[str, str]]:
     return check.stdout, manifest_before == manifest_after_check, status_lines(run_pipeline(run.config_file, run.env))
 
 
-def test_check_says_what_a_changed_setting_reruns_and_records_nothing(changed_setting):
-    check_output, manifest_unchanged, _ = changed_setting
+def test_check_says_what_a_changed_config_reruns_and_records_nothing(rerun):
+    check_output, manifest_unchanged, _ = rerun
     planned = dict(line.strip().split(": ", 1) for line in check_output.splitlines() if line.startswith("  "))
     assert all(planned[step].startswith("skip") for step in STEPS[:FIRST_CHANGED]), planned
     assert planned["final_asit_mdm"].startswith("run: settings changed (final)")
     assert all(planned[step].startswith("run: its inputs or an earlier step changed") for step in
                STEPS[FIRST_CHANGED + 1:]), planned
+    assert all(planned[step].startswith("run: not run before") for step in ROUND2_STEPS), planned
     assert manifest_unchanged
 
 
-def test_a_changed_setting_reruns_its_step_and_those_after_it(changed_setting):
-    statuses = changed_setting[2]
+def test_a_changed_setting_reruns_its_step_and_those_after_it(rerun):
+    statuses = rerun[2]
     assert all(statuses[step].startswith("skipped") for step in STEPS[:FIRST_CHANGED])
     assert statuses["final_asit_mdm"].startswith("settings changed (final)")
     assert all("changed" in statuses[step] for step in STEPS[FIRST_CHANGED + 1:])
 
 
-@pytest.fixture(scope="module")
-def second_round(run, changed_setting) -> dict[str, str]:
-    """A second self-training round added as a row to the changed config; the statuses of that run."""
-    config = tiny_config(run.root, final_epochs=2)
-    config["ablation"] = ["asit_mdm_plf", "asit_mdm_plf2"]
-    run.config_file.write_text(yaml.safe_dump(config))
-    return status_lines(run_pipeline(run.config_file, run.env))
+def test_a_new_row_adds_its_own_steps(rerun):
+    statuses = rerun[2]
+    assert all(statuses[step].startswith("not run before") for step in ROUND2_STEPS), statuses
 
 
-def test_a_second_round_keeps_every_step_and_adds_its_own(second_round):
-    assert all(second_round[step].startswith("skipped") for step in STEPS), second_round
-    assert all(second_round[step].startswith("not run before") for step in ROUND2_STEPS), second_round
-
-
-def test_the_second_round_starts_from_the_first_rounds_final_network(run, second_round):
+def test_the_second_round_starts_from_the_first_rounds_final_network(run, rerun):
     manifest = run.manifest()
     relabelled = run.out / "pseudolabels" / "final_asit_mdm"
     assert len(list(relabelled.glob("*.nii.gz"))) == 6
