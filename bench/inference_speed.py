@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -274,6 +273,11 @@ def _predictor(model_folder: str, device: str, step_size: float):
     return predictor
 
 
+def _plain(value):
+    """numpy arrays and numbers in a case's properties as JSON (no pickles between the phases' processes)."""
+    return value.tolist()
+
+
 def phase_network(model_folder: str, image: str, device: str, step_size: float, workdir: str) -> dict:
     """The sliding window alone (what no predictor can avoid); saves the logits for the export phases."""
     predictor = _predictor(model_folder, device, step_size)
@@ -284,8 +288,7 @@ def phase_network(model_folder: str, image: str, device: str, step_size: float, 
     _sync(device)
     seconds = time.perf_counter() - start
     np.save(Path(workdir) / "logits.npy", logits.cpu().numpy())
-    with open(Path(workdir) / "properties.pkl", "wb") as f:
-        pickle.dump(item["data_properties"], f)
+    (Path(workdir) / "properties.json").write_text(json.dumps(item["data_properties"], default=_plain))
     return {"wall_s": seconds, "network_shape": list(logits.shape)}
 
 
@@ -302,8 +305,7 @@ def phase_export(kind: str, model_folder: str, device: str, workdir: str) -> dic
     plans_manager = PlansManager(load_json(str(Path(model_folder) / "plans.json")))
     dataset_json = load_json(str(Path(model_folder) / "dataset.json"))
     configuration = plans_manager.get_configuration(Path(model_folder).name.split("__")[-1])
-    with open(Path(workdir) / "properties.pkl", "rb") as f:
-        properties = pickle.load(f)  # written by phase_network of this run
+    properties = json.loads((Path(workdir) / "properties.json").read_text())  # written by phase_network
     logits = np.load(Path(workdir) / "logits.npy")
     output = str(Path(workdir) / f"export_{kind}")
     if kind == "fast":
