@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import surface_distance
+from commands import run_in_process
 
 from nnunetv2_uda.evaluation.evaluate import evaluate_folder
 from nnunetv2_uda.evaluation.organ_matching import EvaluationError
@@ -79,8 +80,7 @@ def folders(tmp_path):
 
 
 def run_evaluate(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_uda_evaluate", *map(str, args), "-np", "1", "--disable_progress_bar"],
-                          capture_output=True, text=True)
+    return run_in_process("nnUNetv2_uda_evaluate", *args, "-np", "1", "--disable_progress_bar")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *named: str) -> None:
@@ -162,7 +162,6 @@ def test_cli_end_to_end(folders, tmp_path, run_command):
         assert (pred_dir / name).is_file()
 
 
-@pytest.mark.slow
 def test_cli_reports_bad_input(tmp_path):
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
@@ -183,7 +182,6 @@ def test_differing_case_lists_are_an_error_listing_the_cases(folders, tmp_path):
     assert_nothing_written(tmp_path / "cli")
 
 
-@pytest.mark.slow
 def test_common_subset_scores_the_cases_in_both_and_says_so(folders, tmp_path):
     gt_dir, pred_dir, _ = folders
     (pred_dir / "case_2.nii.gz").rename(pred_dir / "case_9.nii.gz")
@@ -210,7 +208,6 @@ def test_common_subset_still_needs_a_case_in_both(folders, tmp_path):
         evaluate_folder(pred_dir, gt_dir, tmp_path / "out", num_processes=1, progress=False, common_subset=True)
 
 
-@pytest.mark.slow
 def test_labels_not_declared_in_dataset_json_are_warned_per_file(folders, tmp_path):
     gt_dir, pred_dir, cases = folders
     gt, pred = cases["case_0"]
@@ -269,13 +266,11 @@ def test_hidden_files_are_not_cases(folders, tmp_path):
 @pytest.mark.parametrize("flag, value", [("--default_tolerance", "-5"), ("--default_tolerance", "nan"), ("-np", "0")])
 def test_nonsense_numbers_are_refused_at_parsing(folders, tmp_path, flag, value):
     gt_dir, pred_dir, _ = folders
-    result = subprocess.run(["nnUNetv2_uda_evaluate", str(pred_dir), str(gt_dir), "-o", str(tmp_path / "out"),
-                             flag, value], capture_output=True, text=True)
+    result = run_in_process("nnUNetv2_uda_evaluate", pred_dir, gt_dir, "-o", tmp_path / "out", flag, value)
     assert result.returncode == 2 and f"argument {flag}" in result.stderr and value in result.stderr, result.stderr
     assert_nothing_written(tmp_path / "out")
 
 
-@pytest.mark.slow
 def test_the_ground_truth_and_files_this_command_did_not_write_are_never_written(folders, tmp_path):
     gt_dir, pred_dir, _ = folders
     ground_truth = {path: path.read_bytes() for path in gt_dir.iterdir()}

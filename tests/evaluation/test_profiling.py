@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from commands import run_in_process
 
 from nnunetv2_uda.evaluation.profiling import ProfileError, format_efficiency_table, group_cases, profile_folder
 
@@ -117,7 +118,7 @@ def test_cli(input_folder, tmp_path, run_command):
 
 
 def run_profile(*args) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_uda_profile", *map(str, args)], capture_output=True, text=True)
+    return run_in_process("nnUNetv2_uda_profile", *args)
 
 
 @pytest.mark.parametrize("options, named", [
@@ -130,7 +131,6 @@ def test_nonsense_numbers_are_refused_at_parsing(input_folder, tmp_path, options
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
     for args, named, code in [((tmp_path / "absent", tmp_path / "out", "--", "true", "{input}"), "absent", 2),
                               ((input_folder, tmp_path / "out", "--", "true"), "{input} placeholder", 2)]:
@@ -140,7 +140,6 @@ def test_bad_input_is_one_line_without_traceback(input_folder, tmp_path):
         assert lines[0].startswith("nnUNetv2_uda_profile: error: ")
 
 
-@pytest.mark.slow
 def test_the_input_folder_and_a_csv_this_command_did_not_write_are_never_written(input_folder, tmp_path):
     before = {path.name: path.read_bytes() for path in input_folder.iterdir()}
     for args, named in [((input_folder, input_folder), "output folder"),

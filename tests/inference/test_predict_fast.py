@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from commands import run_in_process
 from conftest import TINY_SPACING, dice, make_tiny_case, write_nifti
 
 from nnunetv2_uda.inference.cli import build_parser
@@ -70,8 +71,7 @@ def test_fast_output_has_input_geometry_and_matches_stock(stock_and_fast, test_i
 
 
 def _run_fast(args: list, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_predict_fast", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=600)
+    return run_in_process("nnUNetv2_predict_fast", *args, env=env)
 
 
 def _assert_named_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -140,7 +140,6 @@ def untrained_model(tmp_path) -> tuple[dict, list[str]]:
     return env, ["-d", "950", "-c", "3d_fullres", "-f", "all", "-device", "cpu", "--disable_progress_bar"]
 
 
-@pytest.mark.slow
 def test_crafted_checkpoint_runs_nothing(untrained_model, tmp_path):
     """nnU-Net's predictor loads checkpoints with weights_only=False: a crafted pickle runs a command."""
     env, flags = untrained_model
@@ -224,7 +223,6 @@ def test_listing_groups_channels_names_misnamed_files_and_ignores_hidden_ones(tm
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.slow
 def test_cuda_without_a_gpu_is_named(untrained_model, tmp_path):
     env, flags = untrained_model
     flags = [flag if flag != "cpu" else "cuda" for flag in flags]

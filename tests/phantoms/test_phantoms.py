@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from commands import run_in_process
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS, FLARE_ORGANS
 from nnunetv2_uda.output_folders import OutputFolderError
@@ -205,7 +206,7 @@ def test_an_existing_contact_sheet_is_refused_unless_overwrite(tmp_path):
 
 
 def run_make_phantoms(*args, env) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_uda_make_phantoms", *map(str, args)], capture_output=True, text=True, env=env)
+    return run_in_process("nnUNetv2_uda_make_phantoms", *args, env=env)
 
 
 @pytest.mark.slow
@@ -229,7 +230,6 @@ def test_command_line(tmp_path, nnunet_env, run_command):
     (["--ct_id", "-1"], "argument --ct_id: must be a positive integer, got '-1'"),
     (["--mri_id", "1000"], "argument --mri_id: must be an nnU-Net dataset id from 1 to 999, got '1000'"),
 ])
-@pytest.mark.slow
 def test_nonsense_numbers_are_refused_at_parsing(tmp_path, nnunet_env, args, message):
     result = run_make_phantoms(tmp_path / "out", *args, env=nnunet_env)
     assert result.returncode == 2 and message in result.stderr, result.stderr

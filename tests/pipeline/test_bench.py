@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import yaml
+from commands import run_script_in_process
 
 from nnunetv2_uda.pipeline.config import config_from_dict
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
@@ -104,19 +105,17 @@ def test_bench_scripts_import_the_package_not_each_other():
 
 
 def test_without_data_it_says_so_and_exits(tmp_path):
-    result = subprocess.run([sys.executable, BENCH, "--data", tmp_path / "absent", "--output", tmp_path / "out"],
-                            capture_output=True, text=True, timeout=120)
+    result = run_script_in_process(BENCH, "--data", tmp_path / "absent", "--output", tmp_path / "out")
     assert result.returncode == 0 and "not run in CI" in result.stdout
     assert not (tmp_path / "out").exists()
 
 
 def test_list_prints_every_experiment_header_and_unknown_names_are_refused():
-    listed = subprocess.run([sys.executable, BENCH, "--list"], capture_output=True, text=True, timeout=120)
+    listed = run_script_in_process(BENCH, "--list")
     assert listed.returncode == 0, listed.stderr
     assert all(f"# {name}: " in listed.stdout for name in EXPERIMENT_NAMES)
     assert "# Rules: rules.md (written before the run" in listed.stdout
-    typo = subprocess.run([sys.executable, BENCH, "--experiment", "organs5"], capture_output=True, text=True,
-                          timeout=120)
+    typo = run_script_in_process(BENCH, "--experiment", "organs5")
     assert typo.returncode == 2 and "organs13_gin_lcc_nomirror" in typo.stderr and "Traceback" not in typo.stderr
 
 
@@ -162,7 +161,7 @@ def test_a_finished_run_is_filed_under_the_next_number_without_machine_paths(tmp
 @pytest.mark.slow
 def test_dry_run_checks_config_and_leaves_mdm_out(name, tmp_path, nnunet_env):
     result = subprocess.run([sys.executable, BENCH, "--dry_run", "--output", tmp_path, "--experiment", name],
-                            env=nnunet_env, capture_output=True, text=True, timeout=300)
+                            env=nnunet_env, capture_output=True, text=True, timeout=300)  # it runs nnUNetv2_uda_run
     assert result.returncode == 0, result.stdout + result.stderr
     recipe = yaml.safe_load((EXPERIMENTS / name / "recipe.yaml").read_text())
     rows, _, _ = planned_steps(recipe, tmp_path)  # CHAOS T2 has one sequence, as the recipe says
@@ -185,7 +184,7 @@ def test_label_sides_counts_each_label_per_image_half(tmp_path):
     segmentation[0, 0, 6] = 2
     segmentation[0, 1, 2] = 2  # left kidney: 1 of 2 voxels in that half
     sitk.WriteImage(sitk.GetImageFromArray(segmentation), str(tmp_path / "case.nii.gz"))
-    result = subprocess.run([sys.executable, LABEL_SIDES, tmp_path], capture_output=True, text=True, timeout=120)
+    result = run_script_in_process(LABEL_SIDES, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "right kidney 1.00 of 8 voxels, left kidney 0.50 of 2 voxels, spleen nan of 0 voxels" in result.stdout
 
@@ -195,6 +194,6 @@ def test_label_sides_names_a_truncated_label_map(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 32, 32), dtype=np.uint8)), str(tmp_path / "case.nii.gz"))
     whole = (tmp_path / "case.nii.gz").read_bytes()
     (tmp_path / "case.nii.gz").write_bytes(whole[:len(whole) // 2])
-    result = subprocess.run([sys.executable, LABEL_SIDES, tmp_path], capture_output=True, text=True, timeout=120)
+    result = run_script_in_process(LABEL_SIDES, tmp_path)
     assert result.returncode != 0 and "case.nii.gz" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -38,18 +37,10 @@ from nnunetv2_uda.pipeline.graph import Context, Step
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.runner import PlannedStep, RunResult, StepLog, run_on_dask
 
-BASE = 760
-BRANCHES = {"only_ct": ["copy_ct", "plan", "train_ct", "pseudolabel_ct"],
+BRANCHES = {"only_ct": ["copy_ct", "plan", "train_ct", "pseudolabel_ct"],  # the rows of the two-branch run
             "cyclegan": ["translator_cyclegan", "translate_cyclegan", "train_cyclegan", "pseudolabel_cyclegan"]}
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the quick tests' step actions, for the workers
-
-
-def run(config_file: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(["nnUNetv2_uda_run", str(config_file)], env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return result.stdout
 
 
 def label_maps(folder: Path) -> dict[str, sitk.Image]:
@@ -78,11 +69,8 @@ def overlap(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.slow
-def test_branches_on_dask_workers_give_the_single_process_pseudolabels(phantoms, nnunet_env, run_command):
-    out = phantoms.root / "run"
-    on_dask = run(phantoms.config("run", BASE, ablation=["only_ct", "cyclegan"], parallel_steps=2, num_parts=2,
-                                  translator={"iterations": 1, "batch_size": 2, "slice_size": 48},
-                                  source_training={"epochs": 1, "iterations_per_epoch": 2}), nnunet_env)
+def test_branches_on_dask_workers_give_the_single_process_pseudolabels(phantoms, two_branch_run, run_command):
+    out, on_dask = two_branch_run.out, two_branch_run.stdout
     steps = [step for branch in BRANCHES.values() for step in branch]
     assert re.search(r"steps as tasks on the Dask scheduler tcp://", on_dask), on_dask[-4000:]
     workers = steps_finished(on_dask)
@@ -102,7 +90,7 @@ def test_branches_on_dask_workers_give_the_single_process_pseudolabels(phantoms,
     # the CycleGAN network, trained and used at the end of the longest chain of tasks, predicts the MRI in one
     # process as the pipeline's single-part prediction does
     model = Manifest(out).stages["train_cyclegan"]["outputs"]
-    reference = phantoms.root / "reference_prediction"
+    reference = phantoms.root / "cyclegan_reference_prediction"
     run_command(["nnUNetv2_predict_fast", "-i", phantoms.root / "inputs" / "Dataset992_PhantomMRI" / "imagesTr",
                  "-o", reference, "-d", model["dataset_id"], "-c", "2d", "-tr", model["trainer"], "-p", model["plans"],
                  "-f", "all", "-device", "cpu", "-npp", 1, "-nps", 1])

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import yaml
+from commands import run_in_process
 
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.flare_labels import FLARE_LABELS
@@ -505,8 +506,7 @@ def fake_run(tmp_path: Path, name: str = "run", **overrides) -> tuple[Path, dict
 
 
 def run_cli(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_uda_run", *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return run_in_process("nnUNetv2_uda_run", *args, env=env)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str, code: int = 2) -> str:
@@ -552,7 +552,6 @@ def test_a_manifest_not_written_by_the_runner_is_a_named_error(case, tmp_path):
     assert (tmp_path / "manifest.json").read_text() == text  # left as it was
 
 
-@pytest.mark.slow
 def test_run_command_names_a_bad_manifest_in_one_line(tmp_path):
     config_file, env = fake_run(tmp_path)
     (tmp_path / "run").mkdir()
@@ -566,7 +565,6 @@ def use_env(monkeypatch, env: dict[str, str]) -> None:
         monkeypatch.setenv(variable, env[variable])
 
 
-@pytest.mark.slow
 def test_a_second_run_with_the_same_dataset_ids_is_refused_before_any_work(tmp_path, monkeypatch):
     first_config, env = fake_run(tmp_path, "first")
     second_config, _ = fake_run(tmp_path, "second")
@@ -604,7 +602,6 @@ def start_without_training(config_file: Path) -> Context:
     return context
 
 
-@pytest.mark.slow
 def test_automatic_dataset_ids_are_free_disjoint_recorded_and_kept_on_rerun(tmp_path, monkeypatch):
     user = {"dataset_id_base": None, "ablation": "only_ct"}
     first_config, env = fake_run(tmp_path, "first", **user)
@@ -652,7 +649,6 @@ def test_a_bad_recorded_dataset_id_base_is_a_named_error(tmp_path):
         Manifest(tmp_path)
 
 
-@pytest.mark.slow
 def test_output_folder_that_is_not_the_runs_is_refused(tmp_path, monkeypatch):
     config_file, env = fake_run(tmp_path, output_folder=str(tmp_path / "mine"))
     (tmp_path / "mine").mkdir()
@@ -692,7 +688,6 @@ def test_nonsense_numbers_are_refused_naming_the_key(case, tmp_path):
         config_from_dict(minimal(tmp_path, **values))
 
 
-@pytest.mark.slow
 def test_yaml_nan_is_refused_through_the_command_traceback_only_with_verbose(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  keep_fraction: .nan\n")

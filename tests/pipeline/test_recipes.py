@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from commands import run_in_process
 
 from nnunetv2_uda.pipeline.config import ConfigError, config_from_dict
 from nnunetv2_uda.pipeline.manifest import Manifest
@@ -32,7 +33,7 @@ PATHS = {"ct_dataset": "/data/ct", "mri_dataset": "/data/mri", "output_folder": 
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(["nnUNetv2_uda_run", *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd)
+    return run_in_process("nnUNetv2_uda_run", *args, cwd=cwd)
 
 
 def test_the_documented_recipes_are_packaged():
@@ -136,7 +137,6 @@ def test_unknown_recipe_is_named_with_the_choices():
         recipe_file("fastest")
 
 
-@pytest.mark.slow
 def test_list_recipes_prints_every_header():
     result = run_cli("--list_recipes")
     assert result.returncode == 0, result.stderr
@@ -145,7 +145,6 @@ def test_list_recipes_prints_every_header():
         assert recipe_header(name).splitlines()[0] in result.stdout
 
 
-@pytest.mark.slow
 def test_bare_call_is_one_line_listing_the_recipes():
     result = run_cli()
     assert result.returncode == 2 and result.stdout == ""
@@ -162,7 +161,6 @@ def test_bare_call_is_one_line_listing_the_recipes():
     (["--recipe", "cpu", "--ct", "ct", "--mri", "mri", "-o", "out", "--set", "trainer=nnUNetTrainerFast"],
      "'trainer': 'nnUNetTrainerFast' is not one of"),
 ])
-@pytest.mark.slow
 def test_command_line_errors_are_one_line(args, expected, tmp_path):
     result = run_cli(*args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
@@ -170,7 +168,6 @@ def test_command_line_errors_are_one_line(args, expected, tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-@pytest.mark.slow
 def test_help_names_every_flag():
     result = run_cli("-h")
     assert result.returncode == 0

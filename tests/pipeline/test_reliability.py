@@ -1,11 +1,11 @@
 """``nnUNetv2_uda_run`` killed for real, and two runs meeting on the same dataset ids (issue #23, items 3 and 9).
 
-One small run (row "only CT": plan, train the CT network for a few epochs, pseudo-label the MRI in two prediction
-parts) runs uninterrupted; a second copy of it, under other dataset ids, is killed with SIGKILL (its whole process
-group, as a crash or an out-of-memory kill would) in the middle of ``nnUNetv2_train`` and again in the middle of a
-prediction part, and rerun with the same command each time. It must continue the training from nnU-Net's checkpoint,
-never take a part for done that was not complete, and end with what the uninterrupted run has. A third run with the
-first one's ``dataset_id_base`` must be refused before doing anything.
+A small run (row "only CT": plan, train the CT network for a few epochs, pseudo-label the MRI in two prediction
+parts) is killed with SIGKILL (its whole process group, as a crash or an out-of-memory kill would) in the middle of
+``nnUNetv2_train`` and again in the middle of a prediction part, and rerun with the same command each time. It must
+continue the training from nnU-Net's checkpoint, never take a part for done that was not complete, and end with what
+an uninterrupted run has: the "only CT" branch of the shared two-branch run (tests/pipeline/conftest.py), under other
+dataset ids. A run with that run's ``dataset_id_base`` must be refused before doing anything.
 """
 
 from __future__ import annotations
@@ -25,34 +25,23 @@ import SimpleITK as sitk
 from nnunetv2_uda.atomic_files import STAGING_PREFIX, is_hidden
 from nnunetv2_uda.pipeline.datasets import OWNER_KEY
 from nnunetv2_uda.pipeline.manifest import Manifest
-from nnunetv2_uda.pipeline.nnunet_commands import PLANS, budget
+from nnunetv2_uda.pipeline.nnunet_commands import PLANS
 
 pytestmark = pytest.mark.slow
 
-EPOCHS, ITERATIONS = 2, 4
-TRAINER = budget(EPOCHS, ITERATIONS, "nnUNetTrainerUDAQuick")
 STEPS = ["copy_ct", "plan", "train_ct", "pseudolabel_ct"]
-UNINTERRUPTED_BASE, KILLED_BASE = 730, 740
+KILLED_BASE = 740
 POLL_SECONDS = 0.05
 
 
 def config(phantoms, name: str, base: int) -> Path:
-    """The run in two prediction parts (three MRI cases each: a part is killed after its first case is written),
-    trained for EPOCHS (a kill waits for the first epoch to end)."""
-    return phantoms.config(name, base, num_parts=2,
-                           source_training={"epochs": EPOCHS, "iterations_per_epoch": ITERATIONS})
+    """The run in two prediction parts (three MRI cases each: a part is killed after its first case is written)."""
+    return phantoms.config(name, base, num_parts=2)
 
 
-def fold_folder(env: dict[str, str], base: int) -> Path:
-    return (Path(env["nnUNet_results"]) / f"Dataset{base:03d}_UDASourceCT" / f"{TRAINER}__{PLANS}__2d"
+def fold_folder(phantoms, env: dict[str, str], base: int) -> Path:
+    return (Path(env["nnUNet_results"]) / f"Dataset{base:03d}_UDASourceCT" / f"{phantoms.trainer}__{PLANS}__2d"
             / "fold_all")
-
-
-def run_to_the_end(config_file: Path, env: dict[str, str]) -> str:
-    result = subprocess.run(["nnUNetv2_uda_run", str(config_file)], env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return result.stdout
 
 
 def run_and_kill_when(config_file: Path, env: dict[str, str], log: Path, ready) -> object:
@@ -80,8 +69,8 @@ def visible_files(folder: Path) -> set[str]:
 def comparable(files: set[str]) -> set[str]:
     """File names as an uninterrupted and a resumed run share them: nnU-Net names each training log by its start
     time (a resumed training writes a second one) and parts folders carry the step's hash and the network's
-    fingerprint."""
-    names = {re.sub(r"^parts/([^/]+)/[^/]+/", r"parts/\1/*/", name) for name in files}
+    fingerprint. The CycleGAN branch of the two-branch run is left out."""
+    names = {re.sub(r"^parts/([^/]+)/[^/]+/", r"parts/\1/*/", name) for name in files if "cyclegan" not in name}
     return {re.sub(r"training_log_[\d_]+\.txt", "training_log.txt", name) for name in names}
 
 
@@ -89,17 +78,10 @@ def epochs_logged(training_log: Path) -> list[int]:
     return [int(epoch) for epoch in re.findall(r"^\S+ \S+: Epoch (\d+) *$", training_log.read_text(), re.MULTILINE)]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(phantoms, nnunet_env) -> Path:
-    """The reference: the same run without a kill."""
-    run_to_the_end(config(phantoms, "uninterrupted", UNINTERRUPTED_BASE), nnunet_env)
-    return phantoms.root / "uninterrupted"
-
-
 def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_uninterrupted_run(
-        phantoms, uninterrupted, nnunet_env, run_command):
+        phantoms, two_branch_run, nnunet_env, run_command):
     config_file = config(phantoms, "killed", KILLED_BASE)
-    out, fold = phantoms.root / "killed", fold_folder(nnunet_env, KILLED_BASE)
+    out, fold = phantoms.root / "killed", fold_folder(phantoms, nnunet_env, KILLED_BASE)
 
     # 1. SIGKILL while nnUNetv2_train is in its second (last) epoch (the first has ended: its checkpoint is there)
     def training_underway() -> bool:
@@ -132,7 +114,7 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
     assert len(commands) == 2 and commands[1].endswith(" --c") and not commands[0].endswith(" --c"), commands
     training_logs = sorted(fold.glob("training_log_*.txt"), key=lambda path: path.stat().st_mtime)
     assert len(training_logs) == 2
-    assert epochs_logged(training_logs[1]) == list(range(continued_at, EPOCHS))  # from the checkpoint on, not 0
+    assert epochs_logged(training_logs[1]) == list(range(continued_at, phantoms.epochs))  # from the checkpoint on
     assert (fold / "checkpoint_final.pth").is_file()
     manifest.reload()
     assert manifest.stages["train_ct"]["finished"] and not manifest.stages["pseudolabel_ct"]["finished"]
@@ -141,7 +123,7 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
         assert len(list(part.glob("*.nii.gz"))) == phantoms.mri_cases // 2, part
 
     # 3. rerun to the end: complete parts are kept, the killed ones are predicted again
-    statuses = run_to_the_end(config_file, nnunet_env)
+    statuses = phantoms.run_to_the_end(config_file, nnunet_env)
     assert "[4/4] pseudolabel_ct: resuming" in statuses and "[3/4] train_ct: skipped" in statuses
     for part in (0, 1):
         log = (out / "logs" / f"pseudolabel_ct_part{part}.log").read_text()
@@ -150,20 +132,21 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
     # the same outcome as the uninterrupted run: the same steps finished and the same files produced, here and in
     # nnU-Net's folders (network weights differ: nnU-Net's CPU training is not seeded, so the resumed network is
     # compared by its files, and its predictions with a fresh prediction by the same network)
+    uninterrupted = two_branch_run.out
     reference = Manifest(uninterrupted)
     manifest.reload()
-    assert {s for s, r in manifest.stages.items() if r["finished"]} == {
-        s for s, r in reference.stages.items() if r["finished"]} == set(STEPS)
+    assert {s for s, r in manifest.stages.items() if r["finished"]} == set(STEPS)
+    assert {s for s, r in reference.stages.items() if r["finished"] and "cyclegan" not in s} == set(STEPS)
     assert comparable(visible_files(out)) == comparable(visible_files(uninterrupted))
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         folder = Path(nnunet_env[variable])
         assert comparable(visible_files(folder / f"Dataset{KILLED_BASE}_UDASourceCT")) == comparable(
-            visible_files(folder / f"Dataset{UNINTERRUPTED_BASE}_UDASourceCT")), variable
+            visible_files(folder / f"Dataset{two_branch_run.dataset_id_base}_UDASourceCT")), variable
     assert {"checkpoint_final.pth", "checkpoint_best.pth"} <= {p.name for p in fold.iterdir()}
     assert not (fold / "checkpoint_latest.pth").exists()
-    reference_prediction = phantoms.root / "reference_prediction"
+    reference_prediction = phantoms.root / "killed_run_reference_prediction"
     run_command(["nnUNetv2_predict_fast", "-i", phantoms.root / "inputs" / "Dataset992_PhantomMRI" / "imagesTr",
-                 "-o", reference_prediction, "-d", KILLED_BASE, "-c", "2d", "-tr", TRAINER, "-p", PLANS,
+                 "-o", reference_prediction, "-d", KILLED_BASE, "-c", "2d", "-tr", phantoms.trainer, "-p", PLANS,
                  "-f", "all", "-device", "cpu", "-npp", 1, "-nps", 1])
     predicted = sorted((out / "pseudolabels" / "ct").glob("*.nii.gz"))
     assert len(predicted) == phantoms.mri_cases
@@ -180,21 +163,22 @@ def snapshot(folders: list[Path]) -> dict[str, tuple[int, int]]:
 
 
 def test_a_second_run_with_the_same_dataset_id_base_is_refused_and_the_first_keeps_its_data(
-        phantoms, uninterrupted, nnunet_env):
-    raw = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{UNINTERRUPTED_BASE}_UDASourceCT"
+        phantoms, two_branch_run, nnunet_env):
+    uninterrupted, base = two_branch_run.out, two_branch_run.dataset_id_base
+    raw = Path(nnunet_env["nnUNet_raw"]) / f"Dataset{base}_UDASourceCT"
     owner = json.loads((raw / "dataset.json").read_text())[OWNER_KEY]
     assert owner == {"output_folder": str(uninterrupted), "run_id": Manifest(uninterrupted).run_id}
     first_run = [Path(nnunet_env[variable]) / raw.name
                  for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")] + [uninterrupted]
     before = snapshot(first_run)
-    second = config(phantoms, "second", UNINTERRUPTED_BASE)
+    second = config(phantoms, "second", base)
     for check in (["--check"], []):
         result = subprocess.run(["nnUNetv2_uda_run", str(second), *check], env=nnunet_env, capture_output=True,
                                 text=True, timeout=300)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         for expected in (f"{raw} belongs to the nnUNetv2_uda_run run in {uninterrupted}", owner["run_id"],
-                         "'dataset_id_base' (now 730"):
+                         f"'dataset_id_base' (now {base}"):
             assert expected in result.stderr, result.stderr
     assert not (phantoms.root / "second").exists()
     assert snapshot(first_run) == before

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from commands import run_in_process
 from pseudolabels.test_filtering import SHAPE, _image, make_snapshot_setup
 from pseudolabels.test_largest_component import two_organs_with_islands, write_label
 
@@ -23,7 +24,7 @@ LARGEST = "nnUNetv2_uda_largest_component"
 
 
 def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    return run_in_process(*args)
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -110,7 +111,6 @@ def test_filter_never_writes_into_its_inputs(snapshots, tmp_path):
     assert {folder: contents(folder) for folder in (target, snapshot_folder)} == before
 
 
-@pytest.mark.slow
 def test_filter_overwrite_replaces_the_whole_dataset(snapshots, tmp_path):
     snapshot_folder, _ = snapshots
     output = tmp_path / "Dataset851_Pseudo"
@@ -153,7 +153,6 @@ def test_mdm_refuses_a_non_empty_output_and_replaces_it_only_with_overwrite(two_
         str(images / "mri_T1_0003_0000.nii.gz")).GetSize()
 
 
-@pytest.mark.slow
 def test_largest_component_never_writes_into_its_input_or_over_a_users_folder(label_maps, tmp_path):
     data = label_maps.parent
     (data / "case_a.nii.gz").write_bytes(b"the user's original of case_a")
@@ -181,7 +180,6 @@ def test_hidden_files_are_never_listed_as_cases(tmp_path):
     assert sorted(label_files(tmp_path)) == ["case", "case_0000"]
 
 
-@pytest.mark.slow
 def test_temporaries_left_by_a_killed_run_are_not_processed(snapshots, label_maps, tmp_path):
     (label_maps / ".tmp_case_c.nii.gz").write_bytes(gzip.compress(b"half a file")[:10])
     result = run(LARGEST, label_maps, tmp_path / "cleaned")
@@ -204,7 +202,6 @@ def test_filter_refuses_nonsense_numbers_at_parsing(flags, flag, tmp_path):
     argparse_error(run(FILTER, tmp_path, tmp_path / "out", *flags), flag)
 
 
-@pytest.mark.slow
 def test_filter_names_a_bad_snapshot_folder(snapshots, tmp_path):
     snapshot_folder, images = snapshots
     out = tmp_path / "out"
@@ -238,7 +235,6 @@ def test_target_images_not_named_as_cases_are_named_as_such(snapshots, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_filter_names_bad_cases_and_writes_the_others(snapshots, tmp_path):
     snapshot_folder, images = snapshots
     misplaced = snapshot_folder / "epoch_0007" / "mri_001.nii.gz"
@@ -261,7 +257,6 @@ def test_filter_names_bad_cases_and_writes_the_others(snapshots, tmp_path):
     assert sorted(label_files(tmp_path / "out" / "labelsTr")) == ["mri_000"]
 
 
-@pytest.mark.slow
 def test_mdm_names_bad_inputs(two_domains, tmp_path):
     images, labels = two_domains
     out = tmp_path / "out"
@@ -315,7 +310,6 @@ def test_mdm_images_with_nan_need_allow_nonfinite(two_domains, tmp_path):
     assert sorted(label_files(tmp_path / "out2")) == ["mri_T1_0003", "mri_T2_0001", "mri_T2_0002"]
 
 
-@pytest.mark.slow
 def test_label_maps_with_nan_are_named_without_offering_a_flag_to_replace_them(two_domains, label_maps, tmp_path):
     images, labels = two_domains
     label_file = labels / "mri_T2_0001.nii.gz"
@@ -331,7 +325,6 @@ def test_label_maps_with_nan_are_named_without_offering_a_flag_to_replace_them(t
     assert sorted(label_files(tmp_path / "lcc")) == ["case_b"]
 
 
-@pytest.mark.slow
 def test_largest_component_warns_of_labels_in_no_label_map(label_maps, tmp_path):
     result = run(LARGEST, label_maps, tmp_path / "out", "--labels", "2", "99", "77")
     assert result.returncode == 0, result.stderr
@@ -346,7 +339,6 @@ def test_largest_component_refuses_nonsense_numbers_at_parsing(flags, flag, tmp_
     argparse_error(run(LARGEST, tmp_path, tmp_path / "out", *flags), flag)
 
 
-@pytest.mark.slow
 def test_largest_component_names_bad_inputs(label_maps, tmp_path):
     error_line(run(LARGEST, tmp_path / "missing", tmp_path / "out"), tmp_path / "missing", "does not exist")
     truncate(label_maps / "case_b.nii.gz")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from commands import run_in_process
 
 from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV, keep_largest_components
 
@@ -49,7 +50,6 @@ def test_only_the_chosen_labels_are_touched():
     assert (cleaned == 1).sum() == (segmentation == 1).sum() and (cleaned == 2).sum() == 8
 
 
-@pytest.mark.slow
 def test_command_writes_cleaned_maps_with_their_geometry_and_names_a_bad_file(tmp_path):
     source = tmp_path / "predictions"
     source.mkdir()
@@ -59,8 +59,7 @@ def test_command_writes_cleaned_maps_with_their_geometry_and_names_a_bad_file(tm
     (source / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1, "spleen": 2}}))
     before = {p.name: p.read_bytes() for p in source.iterdir()}
 
-    result = subprocess.run(["nnUNetv2_uda_largest_component", str(source), str(tmp_path / "cleaned")],
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("nnUNetv2_uda_largest_component", str(source), str(tmp_path / "cleaned"))
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -86,12 +85,10 @@ def test_command_writes_cleaned_maps_with_their_geometry_and_names_a_bad_file(tm
 
 def test_command_refuses_an_empty_folder_and_writing_over_its_input(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = subprocess.run(["nnUNetv2_uda_largest_component", str(tmp_path / "empty"), str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("nnUNetv2_uda_largest_component", str(tmp_path / "empty"), str(tmp_path / "out"))
     assert result.returncode != 0 and "holds no cases" in result.stderr and str(tmp_path / "empty") in result.stderr
     write_label(tmp_path / "empty" / "case.nii.gz", two_organs_with_islands())
-    result = subprocess.run(["nnUNetv2_uda_largest_component", str(tmp_path / "empty"), str(tmp_path / "empty")],
-                            capture_output=True, text=True, timeout=300)
+    result = run_in_process("nnUNetv2_uda_largest_component", str(tmp_path / "empty"), str(tmp_path / "empty"))
     assert result.returncode != 0 and "is the input" in result.stderr
 
 
@@ -101,9 +98,9 @@ def test_parallel_processes_give_the_same_maps(tmp_path):
     source.mkdir()
     for index in range(3):
         write_label(source / f"case_{index}.nii.gz", np.roll(two_organs_with_islands(), index, axis=2))
-    for processes in ("1", "2"):
-        subprocess.run(["nnUNetv2_uda_largest_component", str(source), str(tmp_path / processes), "-np", processes],
-                       check=True, capture_output=True, timeout=300)
+    assert run_in_process("nnUNetv2_uda_largest_component", source, tmp_path / "1").returncode == 0
+    subprocess.run(["nnUNetv2_uda_largest_component", str(source), str(tmp_path / "2"), "-np", "2"], check=True,
+                   capture_output=True, timeout=300)  # worker processes forked from a fresh interpreter, as a user's
     for index in range(3):
         one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / p / f"case_{index}.nii.gz"))) for p in "12")
         assert np.array_equal(one, two) and (one == 1).sum() == 28

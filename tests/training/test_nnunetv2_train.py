@@ -1,6 +1,7 @@
 """One smoke test over trainer names: every trainer a shipped recipe names trains with ``nnUNetv2_train`` as a user
-runs it (its budget variant of one epoch of two iterations, on the tiny dataset, with nnU-Net's final validation).
-What each trainer changes is tested in the module of its class, without training."""
+runs it (its budget variant of one epoch of two iterations on the tiny dataset; nnU-Net's final validation, which
+takes most of the time of such a run, is run once, by ``tiny_trained_model``). What each trainer changes is tested in
+the module of its class, without training."""
 
 from __future__ import annotations
 
@@ -13,6 +14,5 @@ RECIPE_TRAINERS = sorted({load_recipe(name)["trainer"] for name in recipe_names(
 
 @pytest.mark.parametrize("trainer", RECIPE_TRAINERS)
 def test_nnunetv2_train_runs_it(trainer, train_tiny):
-    fold = train_tiny(f"{trainer}_1epochs_2iters")
+    fold = train_tiny(f"{trainer}_1epochs_2iters_noval")
     assert (fold / "checkpoint_final.pth").is_file()
-    assert (fold / "validation" / "summary.json").is_file()

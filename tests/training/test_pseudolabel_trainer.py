@@ -21,7 +21,7 @@ from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabe
 
 DATASET_ID = 955
 DATASET_NAME = f"Dataset{DATASET_ID}_TinyPseudoLabel"
-TRAINER = "nnUNetTrainerUDAPseudoLabel_2epochs_3iters"
+TRAINER = "nnUNetTrainerUDAPseudoLabel_2epochs_3iters_noval"
 
 
 def test_default_snapshot_epochs_end_equal_chunks():

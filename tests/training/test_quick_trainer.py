@@ -11,6 +11,7 @@ import torch
 from conftest import dice
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
+from nnunetv2_uda.checkpoints import load_checkpoint
 from nnunetv2_uda.training.quick_trainer import (
     QUICK_INITIAL_LR,
     nnUNetTrainerUDAQuick,
@@ -49,7 +50,9 @@ def test_pseudolabel_variant_keeps_both_behaviours(tiny_plans, tmp_path):
 def test_nnunetv2_train_learns_all_organs_and_nnunetv2_predict_uses_it(tiny_trained_model, run_command, tmp_path):
     checkpoint = tiny_trained_model.model_folder / "fold_all" / "checkpoint_final.pth"
     assert checkpoint.is_file()
-    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["inference_allowed_mirroring_axes"] is None
+    assert load_checkpoint(checkpoint)["inference_allowed_mirroring_axes"] is None
+    # nnU-Net's final validation ran (the suite's one: the other trainings are _noval variants)
+    assert (tiny_trained_model.model_folder / "fold_all" / "validation" / "summary.json").is_file()
 
     output = tmp_path / "predictions"
     run_command(["nnUNetv2_predict", "-i", tiny_trained_model.images_folder, "-o", output,

@@ -16,7 +16,7 @@ from nnunetv2_uda.translation.anatomy_space import anatomy_space, normalize_ct, 
 DATASET_ID = 931
 DATASET_NAME = f"Dataset{DATASET_ID}_TinyCTAnatomy"
 PLANS = "nnUNetPlansAnatomy"
-TRAINER = "nnUNetTrainerUDASmall_1epochs_2iters"
+TRAINER = "nnUNetTrainerUDASmall_1epochs_2iters_noval"  # nnU-Net's final validation: tiny_trained_model
 
 
 def test_normalization_schemes_are_the_anatomy_space_normalizations():

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from commands import run_in_process
 from conftest import write_tiny_dataset
 
 from nnunetv2_uda.atomic_files import is_hidden
@@ -133,8 +134,7 @@ def _source_dataset(folder, cases, shape=(6, 16, 20)):
 
 
 def _sobel(*args):
-    return subprocess.run(["nnUNetv2_uda_sobel", *map(str, args)], capture_output=True, text=True,
-                          env=SINGLE_THREAD_ENV)
+    return run_in_process("nnUNetv2_uda_sobel", *args)
 
 
 def _one_line_error(result, *names):
@@ -148,7 +148,6 @@ def _one_line_error(result, *names):
     return error
 
 
-@pytest.mark.slow
 def test_sobel_refuses_a_non_empty_output_folder_and_leaves_it_untouched(tmp_path):
     source = _source_dataset(tmp_path / "Dataset952_CT", ("a",))
     target = tmp_path / "my_folder"
@@ -182,7 +181,6 @@ def test_sobel_overwrite_replaces_the_whole_folder_so_no_stale_case_survives(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset954_CT", "Dataset955_CTAnatomy"]
 
 
-@pytest.mark.slow
 def test_sobel_names_truncated_and_nan_images_keeps_the_good_cases_and_never_lists_leftovers(tmp_path, capsys):
     source = _source_dataset(tmp_path / "Dataset956_CT", ("a", "b", "c"))
     truncated = source / "imagesTr" / "b_0000.nii.gz"
@@ -255,7 +253,6 @@ def test_malformed_dataset_json_is_named(tmp_path, dataset_json, message):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.slow
 def test_an_image_not_named_as_a_case_is_named_before_anything_is_written(tmp_path):
     source = _source_dataset(tmp_path / "Dataset963_CT", ("a",))
     stray = source / "imagesTr" / "b.nii.gz"  # no _0000: nnU-Net cannot tell its case or channel
@@ -268,7 +265,6 @@ def test_an_image_not_named_as_a_case_is_named_before_anything_is_written(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Dataset963_CT"]
 
 
-@pytest.mark.slow
 def test_a_case_without_its_label_map_in_a_labeled_dataset_is_named_and_the_others_written(tmp_path):
     source = _source_dataset(tmp_path / "Dataset964_CT", ("a", "b"))
     (source / "labelsTr" / "b.nii.gz").unlink()

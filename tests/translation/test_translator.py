@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from commands import run_in_process
 
 from nnunetv2_uda.atomic_files import is_hidden
 from nnunetv2_uda.checkpoints import load_checkpoint
@@ -143,12 +144,10 @@ def test_checkpoint_from_other_configuration_is_refused(datasets, trained):
         _train(ct, mri, trained, mode="cyclegan")
 
 
-@pytest.mark.slow
 def test_translate_keeps_geometry_labels_and_case_names(datasets, trained, tmp_path):
     ct, mri = datasets
     output = tmp_path / "Dataset962_FakeMRI"
-    result = subprocess.run(["nnUNetv2_uda_translate", str(trained), str(ct), str(output), "--mri_dataset", str(mri)],
-                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_translate", str(trained), str(ct), str(output), "--mri_dataset", str(mri))
     assert result.returncode == 0, result.stderr
     for i in range(2):
         source = sitk.ReadImage(str(ct / "imagesTr" / f"case{i}_0000.nii.gz"))
@@ -177,8 +176,8 @@ def test_unet_generator_with_anatomy_term_trains_from_the_command_line_and_trans
     ct, mri = datasets
     folder = tmp_path / "unet"
     flags = [f"--{key}={value}" for key, value in TINY.items()]
-    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder), "--generator", "unet",
-                             "--lambda_anatomy", "5", *flags], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_train_translator", ct, mri, folder, "--generator", "unet",
+                            "--lambda_anatomy", "5", *flags)
     assert result.returncode == 0, result.stderr
     config = json.loads((folder / "config.json").read_text())
     assert config["generator"] == "unet" and config["lambda_anatomy"] == 5.0
@@ -214,7 +213,6 @@ def test_unfinished_translator_is_not_used(datasets, tmp_path):
         translate_dataset(tmp_path, ct, tmp_path / "fake")
 
 
-@pytest.mark.slow
 def test_bad_datasets_are_named(datasets, tmp_path):
     ct, mri = datasets
     empty = tmp_path / "Dataset970_Empty"
@@ -234,8 +232,7 @@ def test_bad_datasets_are_named(datasets, tmp_path):
     with pytest.raises(DatasetError, match="Dataset972_Broken': 1 of 1 image.*case0_0000.nii.gz: cannot be read"):
         _train(ct, broken, tmp_path / "t3")
 
-    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(empty), str(tmp_path / "t4")],
-                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_train_translator", str(ct), str(empty), str(tmp_path / "t4"))
     assert result.returncode != 0 and "Dataset970_Empty' is empty" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -268,25 +265,21 @@ def _one_line_error(result, *names):
     return error
 
 
-@pytest.mark.slow
 def test_translate_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
     ct, mri = datasets
     folder, marker = _hostile_translator(trained, tmp_path)
     output = tmp_path / "fake"
-    result = subprocess.run(["nnUNetv2_uda_translate", str(folder), str(ct), str(output), "--mri_dataset", str(mri)],
-                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_translate", str(folder), str(ct), str(output), "--mri_dataset", str(mri))
     _one_line_error(result, folder / CHECKPOINT_FILE, "refused")
     assert not marker.exists() and not output.exists()
 
 
-@pytest.mark.slow
 def test_resumed_training_refuses_a_checkpoint_that_would_run_code(datasets, trained, tmp_path):
     ct, mri = datasets
     folder, marker = _hostile_translator(trained, tmp_path)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(folder),
-                             *[f"--{key}={value}" for key, value in TINY.items()]],
-                            capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_train_translator", ct, mri, folder,
+                            *[f"--{key}={value}" for key, value in TINY.items()])
     _one_line_error(result, folder / CHECKPOINT_FILE, "refused")
     assert not marker.exists()
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -378,11 +371,9 @@ def test_smallest_slice_size_and_no_residual_blocks_train(datasets, tmp_path):
     assert json.loads((folder / PROGRESS_FILE).read_text())["finished"]
 
 
-@pytest.mark.slow
 def test_too_small_slice_size_is_one_line_naming_the_flag(datasets, tmp_path):
     ct, mri = datasets
-    result = subprocess.run(["nnUNetv2_uda_train_translator", str(ct), str(mri), str(tmp_path / "translator"),
-                             "--slice_size", "16"], capture_output=True, text=True, env=SINGLE_THREAD_ENV)
+    result = run_in_process("nnUNetv2_uda_train_translator", ct, mri, tmp_path / "translator", "--slice_size", "16")
     _one_line_error(result, "--slice_size must be a multiple of 4 and at least 24", "got 16")
     assert not (tmp_path / "translator").exists()
 
