@@ -82,7 +82,7 @@ setup(
         "dask[distributed]>=2024.1",  # prediction parts as tasks (LocalCluster or any scheduler)
         "surface-distance==0.1",  # DeepMind's surface-element area table, for FLARE's NSD
     ],
-    extras_require={"test": ["pytest>=8", "ruff"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.6", "ruff"]},
     entry_points={
         "console_scripts": [f"{name} = {target}" for name, target in COMMANDS.items()],
         "nnunetv2.class_packages": [f"{key} = {value}" for key, value in CLASS_PACKAGES.items()],

@@ -70,14 +70,27 @@ def _completed_or_fail(result: subprocess.CompletedProcess, args: list[str]) -> 
 
 
 NNUNET_FIXTURES = {"tiny_plans", "train_tiny", "tiny_trained_model"}  # they run nnUNetv2_plan_and_preprocess/train
+PHANTOM_RUN_FIXTURES = {"phantoms", "two_branch_run"}  # tests/pipeline/conftest.py: runs shared by two modules
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that needs nnU-Net to plan or train, through a fixture, is in the slow tier (``-m "not slow"`` skips
-    it) like the tests marked slow by hand."""
+    it) like the tests marked slow by hand.
+
+    With ``-n`` (pytest-xdist, ``--dist loadgroup``), every test is in one group that runs on one worker: the tests of
+    a session fixture that trains (the tiny model, the phantom runs) together, every other test with its module, so
+    that no worker repeats another's module-scoped run."""
     for item in items:
-        if NNUNET_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if NNUNET_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
+            group = "tiny_model"
+        elif PHANTOM_RUN_FIXTURES & fixtures:
+            group = "phantom_runs"
+        else:
+            group = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="module")
