@@ -4,7 +4,6 @@ branches on Dask that both modules read."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -46,14 +45,6 @@ class Phantoms:
         path.write_text(yaml.safe_dump(values))
         return path
 
-    @staticmethod
-    def run_to_the_end(config_file: Path, env: dict[str, str]) -> str:
-        """``nnUNetv2_uda_run config_file``, which must succeed; returns what it printed."""
-        result = subprocess.run(["nnUNetv2_uda_run", str(config_file)], env=env, capture_output=True, text=True,
-                                timeout=900)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-        return result.stdout
-
 
 @pytest.fixture(scope="session")
 def phantoms(run_command, tmp_path_factory) -> Phantoms:
@@ -75,10 +66,11 @@ TWO_BRANCH_BASE = 760
 
 
 @pytest.fixture(scope="session")
-def two_branch_run(phantoms, nnunet_env) -> FinishedRun:
+def two_branch_run(phantoms, run_command) -> FinishedRun:
     """Rows "only CT" and "CycleGAN" (independent branches) as Dask tasks on two workers (``parallel_steps: 2``),
     each prediction step in two parts, run uninterrupted; its "only CT" steps are a phantom run's defaults, so a
     run of row "only CT" alone ends with the same files."""
     config = phantoms.config("two_branches", TWO_BRANCH_BASE, ablation=["only_ct", "cyclegan"], parallel_steps=2,
                              num_parts=2, translator={"iterations": 1, "batch_size": 2, "slice_size": 48})
-    return FinishedRun(phantoms.root / "two_branches", TWO_BRANCH_BASE, phantoms.run_to_the_end(config, nnunet_env))
+    return FinishedRun(phantoms.root / "two_branches", TWO_BRANCH_BASE,
+                       run_command(["nnUNetv2_uda_run", config]).stdout)

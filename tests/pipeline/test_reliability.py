@@ -123,7 +123,7 @@ def test_sigkill_in_training_and_in_a_prediction_part_then_rerun_ends_as_an_unin
         assert len(list(part.glob("*.nii.gz"))) == phantoms.mri_cases // 2, part
 
     # 3. rerun to the end: complete parts are kept, the killed ones are predicted again
-    statuses = phantoms.run_to_the_end(config_file, nnunet_env)
+    statuses = run_command(["nnUNetv2_uda_run", config_file]).stdout
     assert "[4/4] pseudolabel_ct: resuming" in statuses and "[3/4] train_ct: skipped" in statuses
     for part in (0, 1):
         log = (out / "logs" / f"pseudolabel_ct_part{part}.log").read_text()

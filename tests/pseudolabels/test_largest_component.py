@@ -100,7 +100,7 @@ def test_parallel_processes_give_the_same_maps(tmp_path):
         write_label(source / f"case_{index}.nii.gz", np.roll(two_organs_with_islands(), index, axis=2))
     assert run_in_process("nnUNetv2_uda_largest_component", source, tmp_path / "1").returncode == 0
     subprocess.run(["nnUNetv2_uda_largest_component", str(source), str(tmp_path / "2"), "-np", "2"], check=True,
-                   capture_output=True, timeout=300)  # worker processes forked from a fresh interpreter, as a user's
+                   capture_output=True, timeout=300)  # a fresh interpreter forks the workers, as a user's does
     for index in range(3):
         one, two = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / p / f"case_{index}.nii.gz"))) for p in "12")
         assert np.array_equal(one, two) and (one == 1).sum() == 28
