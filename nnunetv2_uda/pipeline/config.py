@@ -270,27 +270,36 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'self_training.num_snapshots': at least 2 (uncertainty compares snapshots), "
                         f"got {selftrain.num_snapshots}")
     snapshot_budgets = {"self_training.epochs": selftrain.epochs}
-    if ranks_sequences(config):
-        snapshot_budgets["source_training.epochs"] = config.source_training.epochs  # MDM ranks sequences by them
+    for source in ranking_sources(config):  # MDM ranks the sequences by these networks' snapshots
+        key = "ct_training" if source == "ct" and config.ct_training is not None else "source_training"
+        snapshot_budgets[f"{key}.epochs"] = source_budget(config, source).epochs
     for key, epochs in snapshot_budgets.items():
         if isinstance(epochs, int) and isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots > epochs:
             problems.append(f"'self_training.num_snapshots' ({selftrain.num_snapshots}) exceeds '{key}' ({epochs}): "
                             f"one snapshot per epoch at most")
 
 
-def ranks_sequences(config: PipelineConfig) -> bool:
-    """MDM orders the sequences by the snapshot uncertainty of the ASIT network's pseudo-labels unless the config
-    gives the order (``sequence_order``)."""
-    return not config.sequence_order and any(ROWS[row].mdm for row in config.rows if row in ROWS)
-
-
-def asit_snapshots(config: PipelineConfig) -> int:
-    """How many snapshot pseudo-labels of the MRI the ASIT network keeps for MDM's ranking: ``num_snapshots``, fewer
-    where its training has fewer epochs, none where ``sequence_order`` is given or fewer than two fit. Decided by the
-    config alone, not by whether an MDM row follows, so adding an MDM row to a run keeps its trained ASIT network."""
+def ranking_sources(config: PipelineConfig) -> set[str]:
+    """The source networks whose snapshot uncertainty ranks the MRI sequences for MDM (those the MDM rows start
+    from), none where the config gives the order (``sequence_order``)."""
     if config.sequence_order:
+        return set()
+    return {ROWS[row].source for row in config.rows if row in ROWS and ROWS[row].mdm}
+
+
+def source_budget(config: PipelineConfig, source: str) -> TrainingBudget:
+    """The training budget of the network trained on ``source``: ``ct_training`` for the CT network where given."""
+    return config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
+
+
+def source_snapshots(config: PipelineConfig, source: str) -> int:
+    """How many snapshot pseudo-labels of the MRI the network trained on ``source`` keeps for MDM's ranking:
+    ``num_snapshots``, fewer where its training has fewer epochs, none where ``sequence_order`` is given or fewer than
+    two fit. The ASIT network keeps them whether or not an MDM row follows, so adding an MDM row to a run keeps its
+    trained ASIT network; the CT network, which most rows use without MDM, only where an MDM row starts from it."""
+    if config.sequence_order or source == "cyclegan" or (source == "ct" and "ct" not in ranking_sources(config)):
         return 0
-    count = min(config.self_training.num_snapshots, config.source_training.epochs)
+    count = min(config.self_training.num_snapshots, source_budget(config, source).epochs)
     return count if count >= 2 else 0
 
 

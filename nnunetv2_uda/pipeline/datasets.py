@@ -52,6 +52,14 @@ DATASET_ROLES.update({  # the second self-training round of each PLF chain (rows
     for index, variant in enumerate(("asit_mdm", "asit", "ct", "cyclegan"))
     for position, stage in enumerate(("selftrain", "filtered", "final"))
 })
+DATASET_ROLES.update({  # the rows 'only_ct_mdm_plf[2]', after the second rounds so that earlier offsets stay
+    "selftrain_ct_mdm": (27, "UDASelfTrainCTMDM"),
+    "filtered_ct_mdm": (28, "UDAFilteredCTMDM"),
+    "final_ct_mdm": (29, "UDAFinalCTMDM"),
+    "selftrain_ct_mdm_round2": (30, "UDASelfTrainCTMDMRound2"),
+    "filtered_ct_mdm_round2": (31, "UDAFilteredCTMDMRound2"),
+    "final_ct_mdm_round2": (32, "UDAFinalCTMDMRound2"),
+})
 ROLE_AT_OFFSET = {offset: role for role, (offset, _) in DATASET_ROLES.items()}
 ID_SPAN = max(ROLE_AT_OFFSET) + 1  # the ids base .. base + ID_SPAN - 1 are a run's, whichever rows it makes
 MAX_DATASET_ID = 999  # nnU-Net names datasets Dataset<3 digits>_<name>

@@ -2,7 +2,8 @@
 MRI sequences and how many rounds of self-training with filtering (PLF) follow.
 
 Table 7's rows (only CT, CycleGAN, ASIT, ASIT + MDM, ASIT + MDM + PLF) and, beyond the paper, self-training from the
-CT or the plain-CycleGAN network's pseudo-labels (only CT + PLF, CycleGAN + PLF); every PLF row has a second-round
+CT or the plain-CycleGAN network's pseudo-labels (only CT + PLF, CycleGAN + PLF), and the CT network's pseudo-labels
+matched across sequences (only CT + MDM, with or without PLF); every PLF row has a second-round
 variant '<row>2' that starts from the first round's final network. The steps a row needs are built from these fields
 (:mod:`nnunetv2_uda.pipeline.steps`), never read back from the row's name.
 """
@@ -45,6 +46,8 @@ _FIRST_ROUND = (
     Row("asit_mdm_plf", "ASIT + MDM + PLF", "asit", mdm=True, rounds=1),
     Row("asit_plf", "ASIT + PLF", "asit", rounds=1, in_config=False),
     Row("only_ct_plf", "only CT + PLF", "ct", rounds=1),
+    Row("only_ct_mdm", "only CT + MDM", "ct", mdm=True),
+    Row("only_ct_mdm_plf", "only CT + MDM + PLF", "ct", mdm=True, rounds=1),
     Row("cyclegan_plf", "CycleGAN + PLF", "cyclegan", rounds=1),
 )
 ROWS = {row.name: row for row in _FIRST_ROUND}

@@ -30,8 +30,8 @@ from nnunetv2_uda.pipeline.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
-STEPS = ["plan", "translator_asit", "translate_asit", "train_asit", "pseudolabel_asit", "mdm", "selftrain_asit_mdm",
-         "filter_asit_mdm", "final_asit_mdm", "predict_asit_mdm", "evaluate_asit_mdm_plf"]
+STEPS = ["plan", "translator_asit", "translate_asit", "train_asit", "pseudolabel_asit", "mdm_asit",
+         "selftrain_asit_mdm", "filter_asit_mdm", "final_asit_mdm", "predict_asit_mdm", "evaluate_asit_mdm_plf"]
 KILL_AFTER = "pseudolabel_asit"
 ROUND2_STEPS = ["pseudolabel_final_asit_mdm", "selftrain_asit_mdm_round2", "filter_asit_mdm_round2",
                 "final_asit_mdm_round2", "predict_asit_mdm_round2", "evaluate_asit_mdm_plf2"]
@@ -149,7 +149,7 @@ def test_every_stage_leaves_its_artifacts(run):
     assert len(list((fake / "imagesTr").glob("*_0000.nii.gz"))) == 3 and (fake / "translation_panel.png").is_file()
     assert (Path(run.env["nnUNet_results"]) / "Dataset701_UDAFakeMRIASIT").is_dir()
     assert len(list((run.out / "pseudolabels" / "asit").glob("*.nii.gz"))) == 6
-    assert (run.out / "mdm" / "mdm_matches.csv").is_file()
+    assert (run.out / "mdm_asit" / "mdm_matches.csv").is_file()
     snapshots = Path(manifest["selftrain_asit_mdm"]["outputs"]["snapshots"])
     assert len(list(snapshots.glob("epoch_*"))) == 2
     filtered = run.raw / "Dataset704_UDAFilteredASITMDM"

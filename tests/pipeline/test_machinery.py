@@ -26,6 +26,8 @@ from nnunetv2_uda.output_folders import OutputFolderError
 from nnunetv2_uda.pipeline.commands import StageCommandError, run_logged
 from nnunetv2_uda.pipeline.config import ConfigError, check_inputs, config_from_dict
 from nnunetv2_uda.pipeline.datasets import (
+    DATASET_ROLES,
+    ID_SPAN,
     OWNER_KEY,
     DatasetOwnershipError,
     PipelineInputError,
@@ -263,19 +265,48 @@ def test_rows_share_steps_and_mdm_needs_two_sequences(tmp_path):
     steps, scored = build_steps(config, rows)
     names = [s.name for s in steps]
     assert len(names) == len(set(names))
-    for name in ("translator_asit", "translator_cyclegan", "plan", "train_ct", "pseudolabel_asit", "mdm",
+    for name in ("translator_asit", "translator_cyclegan", "plan", "train_ct", "pseudolabel_asit", "mdm_asit",
                  "selftrain_asit_mdm", "filter_asit_mdm", "final_asit_mdm", "predict_asit_mdm",
                  "evaluate_only_ct", "evaluate_asit_mdm_plf"):
         assert name in names
     for step in steps:  # every step comes after the steps it needs
         assert all(names.index(d) < names.index(step.name) for d in step.depends)
     assert scored == {"only_ct": "pseudolabel_ct", "cyclegan": "pseudolabel_cyclegan", "asit": "pseudolabel_asit",
-                      "asit_mdm": "mdm", "asit_mdm_plf": "predict_asit_mdm"}
+                      "asit_mdm": "mdm_asit", "asit_mdm_plf": "predict_asit_mdm"}
 
     rows, notes = row_plan(config, {"a": "T2", "b": "T2"})
     assert rows == ["only_ct", "cyclegan", "asit", "asit_plf"] and len(notes) == 2
     steps, scored = build_steps(config, rows)
-    assert "mdm" not in [s.name for s in steps] and scored["asit_plf"] == "predict_asit"
+    assert "mdm_asit" not in [s.name for s in steps] and scored["asit_plf"] == "predict_asit"
+
+
+def test_only_ct_mdm_rows_match_the_ct_networks_pseudolabels_ranked_by_its_snapshots(tmp_path):
+    config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
+                                      ablation=["only_ct", "only_ct_mdm", "only_ct_mdm_plf"],
+                                      ct_training={"epochs": 5, "iterations_per_epoch": 2}))
+    steps, scored = build_steps(config, config.rows)
+    by_name = {step.name: step for step in steps}
+    assert not any(name.startswith(("translat", "train_asit")) for name in by_name)
+    assert set(by_name["mdm_ct"].depends) == {"pseudolabel_ct", "train_ct"}
+    assert set(by_name["selftrain_ct_mdm"].depends) == {"mdm_ct", "train_ct", "plan"}
+    assert scored == {"only_ct": "pseudolabel_ct", "only_ct_mdm": "mdm_ct", "only_ct_mdm_plf": "predict_ct_mdm"}
+    assert by_name["train_ct"].settings["num_snapshots"] == 4  # self-training's default
+    assert "PseudoLabel" in by_name["train_ct"].settings["trainer"]
+    assert dataset_name(600, "final_ct_mdm") == (629, "Dataset629_UDAFinalCTMDM")
+    assert len({dataset_name(600, role) for role in DATASET_ROLES}) == len(DATASET_ROLES) == ID_SPAN
+
+    def train_ct(**overrides):  # without a CT MDM row, or with the order given, the CT network keeps no snapshots
+        plain = config_from_dict(minimal(tmp_path, **overrides))
+        return {step.name: step for step in build_steps(plain, plain.rows)[0]}["train_ct"].settings
+    for settings in (train_ct(ablation=["only_ct_plf", "asit_mdm"]),
+                     train_ct(ablation=["only_ct_mdm_plf"], sequence_order=["T2", "T1"])):
+        assert settings["num_snapshots"] is None and "PseudoLabel" not in settings["trainer"]
+
+    rows, notes = row_plan(config, {"a": "T2", "b": "T2"})  # one sequence: as without MDM
+    assert rows == ["only_ct", "only_ct_plf"] and len(notes) == 2
+    too_short = minimal(tmp_path, ablation=["only_ct_mdm"], ct_training={"epochs": 3, "iterations_per_epoch": 2})
+    with pytest.raises(ConfigError, match=r"'self_training.num_snapshots' \(4\) exceeds 'ct_training.epochs' \(3\)"):
+        config_from_dict(too_short)
 
 
 def test_only_ct_plf_self_trains_from_the_ct_networks_pseudolabels(tmp_path):
@@ -609,37 +640,39 @@ def test_automatic_dataset_ids_are_free_disjoint_recorded_and_kept_on_rerun(tmp_
     third_config, _ = fake_run(tmp_path, "third", **user)
     use_env(monkeypatch, env)
     raw = Path(env["nnUNet_raw"])
+    first_base, second_base = 500 + ID_SPAN, 500 + 2 * ID_SPAN  # the automatic ranges after 500's
     write_dataset(raw / "Dataset510_Mine", FLARE_LABELS, ["u1"])  # the user's dataset inside the first range
     mine = tree(raw / "Dataset510_Mine")
     check = run_cli(first_config, "--check", env=env)
     assert check.returncode == 0, check.stderr
-    assert "note: nnU-Net dataset ids 527 (base 527: 'dataset_id_base' is null: the first free range" in check.stdout
+    assert (f"note: nnU-Net dataset ids {first_base} (base {first_base}: 'dataset_id_base' is null: the first free "
+            f"range") in check.stdout
     assert not (tmp_path / "first" / "manifest.json").exists()  # --check records nothing
 
     first = start_without_training(first_config)  # started: its base recorded, not one of its datasets written yet
-    assert first.config.dataset_id_base == 527
-    assert json.loads((tmp_path / "first" / "manifest.json").read_text())["dataset_id_base"] == 527
+    assert first.config.dataset_id_base == first_base
+    assert json.loads((tmp_path / "first" / "manifest.json").read_text())["dataset_id_base"] == first_base
     second = start_without_training(second_config)
-    assert second.config.dataset_id_base == 554  # the first run's range is reserved, though still empty
-    write_raw_dataset(raw / "Dataset554_UDASourceCT", labeled_cases(tmp_path / "ct"), FLARE_LABELS, "zscore",
-                      {OWNER_KEY: second.owner})  # the second run's plan step
+    assert second.config.dataset_id_base == second_base  # the first run's range is reserved, though still empty
+    write_raw_dataset(raw / f"Dataset{second_base}_UDASourceCT", labeled_cases(tmp_path / "ct"), FLARE_LABELS,
+                      "zscore", {OWNER_KEY: second.owner})  # the second run's plan step
     shutil.rmtree(raw / "Dataset510_Mine")  # the lower range is free again: reruns keep their recorded ranges
-    assert prepare(run_config(config_file=first_config))[0].config.dataset_id_base == 527
-    assert prepare(run_config(config_file=second_config))[0].config.dataset_id_base == 554
+    assert prepare(run_config(config_file=first_config))[0].config.dataset_id_base == first_base
+    assert prepare(run_config(config_file=second_config))[0].config.dataset_id_base == second_base
     check = run_cli(second_config, "--check", env=env)
-    assert "note: nnU-Net dataset ids 554 (base 554: recorded in manifest.json when the run first started)" in \
-        check.stdout
+    assert (f"note: nnU-Net dataset ids {second_base} (base {second_base}: recorded in manifest.json when the run "
+            f"first started)") in check.stdout
     plan = {item.step.name: item for item in plan_run(*prepare(run_config(config_file=first_config))[:2])}["plan"]
-    assert plan.settings["dataset_id_base"] == 527  # the steps see (and hash) the resolved base
+    assert plan.settings["dataset_id_base"] == first_base  # the steps see (and hash) the resolved base
     assert start_without_training(third_config).config.dataset_id_base == 500
     shutil.rmtree(tmp_path / "third")  # a run folder deleted before it wrote a dataset frees its reservation
     write_dataset(raw / "Dataset510_Mine", FLARE_LABELS, ["u1"])
     fourth_config, _ = fake_run(tmp_path, "fourth", **user)
-    assert prepare(run_config(config_file=fourth_config))[0].config.dataset_id_base == 581
+    assert prepare(run_config(config_file=fourth_config))[0].config.dataset_id_base == first_base + 2 * ID_SPAN
     assert tree(raw / "Dataset510_Mine") == mine  # never written to
 
-    explicit_config, _ = fake_run(tmp_path, "explicit", dataset_id_base=554, ablation="only_ct")
-    assert_one_line_error(run_cli(explicit_config, "--check", env=env), "dataset id 554 is not free",
+    explicit_config, _ = fake_run(tmp_path, "explicit", dataset_id_base=second_base, ablation="only_ct")
+    assert_one_line_error(run_cli(explicit_config, "--check", env=env), f"dataset id {second_base} is not free",
                           f"belongs to the nnUNetv2_uda_run run in {tmp_path / 'second'}")
 
 

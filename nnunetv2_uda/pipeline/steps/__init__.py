@@ -11,7 +11,7 @@ from nnunetv2_uda.pipeline.config import PipelineConfig
 from nnunetv2_uda.pipeline.graph import Step, topological
 from nnunetv2_uda.pipeline.rows import ROWS, without_mdm
 from nnunetv2_uda.pipeline.steps.evaluation import evaluate_step
-from nnunetv2_uda.pipeline.steps.mdm import mdm_step
+from nnunetv2_uda.pipeline.steps.mdm import mdm_name, mdm_step
 from nnunetv2_uda.pipeline.steps.self_training import plf_name, plf_steps
 from nnunetv2_uda.pipeline.steps.source import copy_ct_step, plan_step, source_steps
 from nnunetv2_uda.pipeline.steps.translation import translator_steps
@@ -52,8 +52,8 @@ def build_steps(config: PipelineConfig, rows: list[str]) -> tuple[list[Step], di
         add(copy_ct_step(config), plan_step(config), *source_steps(config, row.source))
         scored[row.name] = f"pseudolabel_{row.source}"
         if row.mdm:
-            add(mdm_step(config))
-            scored[row.name] = "mdm"
+            add(mdm_step(config, row.source))
+            scored[row.name] = mdm_name(row.source)
         if row.rounds:
             if config.final.ct_source == "fake_mri":  # the final network's CT cases come translated
                 add(*translator_steps(config, "asit"))

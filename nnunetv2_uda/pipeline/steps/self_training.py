@@ -18,6 +18,7 @@ from nnunetv2_uda.pipeline.datasets import OWNER_KEY, labeled_cases, set_dataset
 from nnunetv2_uda.pipeline.graph import Attempt, Context, Step
 from nnunetv2_uda.pipeline.nnunet_commands import ZSCORE_CHANNEL, budget, continue_from, train
 from nnunetv2_uda.pipeline.rows import Row
+from nnunetv2_uda.pipeline.steps.mdm import mdm_name
 from nnunetv2_uda.pipeline.steps.prediction import largest_component, predict_step, pseudolabel_step
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files
 from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV
@@ -100,7 +101,7 @@ def plf_steps(config: PipelineConfig, row: Row, round_number: int) -> list[Step]
     name = plf_name(row, round_number)
     steps = []
     if round_number == 1:
-        labels_step = "mdm" if row.mdm else f"pseudolabel_{row.source}"
+        labels_step = mdm_name(row.source) if row.mdm else f"pseudolabel_{row.source}"
         source_network = f"train_{row.source}"
     else:
         source_network = f"final_{plf_name(row, round_number - 1)}"

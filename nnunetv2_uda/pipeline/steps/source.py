@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.pipeline.commands import run_logged
-from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig, asit_snapshots
+from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig, source_budget, source_snapshots
 from nnunetv2_uda.pipeline.datasets import (
     OWNER_KEY,
     labeled_cases,
@@ -67,7 +67,7 @@ def train_source(context: Context, attempt: Attempt, source: str, trainer: str, 
     config = context.config
     step = f"train_{source}"
     dataset_id, name = context.dataset("source_ct" if source == "ct" else f"fake_{source}")
-    if snapshots:  # their uncertainty orders the MRI sequences for MDM (config.asit_snapshots)
+    if snapshots:  # their uncertainty orders the MRI sequences for MDM (config.source_snapshots)
         target = {"target_images": str(context.mri_images.resolve()), "num_snapshots": snapshots}
         set_dataset_json(context.raw / name, **{DATASET_JSON_KEY: target})
     pretrained = Path(context.manifest_outputs("train_ct")["checkpoint"]) if from_ct else None
@@ -80,8 +80,8 @@ def train_source(context: Context, attempt: Attempt, source: str, trainer: str, 
 
 def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     """Train on CT or fake MRI with the CT labels, then pseudo-label the real MRI."""
-    snapshots = asit_snapshots(config) if source == "asit" else 0
-    training = config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
+    snapshots = source_snapshots(config, source)
+    training = source_budget(config, source)
     from_ct = source != "ct" and config.source_warm_start
     trainer = budget(training.epochs, training.iterations_per_epoch,
                      TRAINERS[config.trainer] if snapshots else config.trainer)
