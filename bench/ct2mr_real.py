@@ -1,4 +1,4 @@
-"""Real-data benchmark: BTCV CT -> CHAOS T2 MRI through ``nnUNetv2_uda_run``, one experiment of bench/experiments.
+"""Real-data benchmark: BTCV CT -> CHAOS MRI through ``nnUNetv2_uda_run``, one experiment of bench/experiments.
 
 Not run in CI (it needs ../shared/data and takes up to 90 minutes on 2 cores); without the data it says so and exits.
 
@@ -8,8 +8,11 @@ Not run in CI (it needs ../shared/data and takes up to 90 minutes on 2 cores); w
 
 An experiment is a folder ``bench/experiments/NAME``: ``recipe.yaml`` (the whole pipeline config but this machine's
 paths), ``rules.md`` (fixed before its first run), ``notes.md`` (what its runs showed) and ``runs/<n>/`` (each run's
-report, figures and config, this machine's paths written as ``$DATA``, ``$OUTPUT`` and ``$nnUNet_*``). labelsEval is
-given to the pipeline as ``validation_labels``, which only its ``evaluate_*`` steps read (``nnUNetv2_uda_evaluate``).
+report, figures and config, this machine's paths written as ``$DATA``, ``$OUTPUT`` and ``$nnUNet_*``). The target is
+CHAOS T2 (Dataset802) unless the experiment has a ``target.yaml`` naming several MRI datasets (``mri_datasets``), which
+the bench then joins into one under the output folder (images and sequence sidecars linked, labelsEval too).
+labelsEval is given to the pipeline as ``validation_labels``, which only its ``evaluate_*`` steps read
+(``nnUNetv2_uda_evaluate``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import yaml
 
 from nnunetv2_uda.atomic_files import folder_built_atomically, is_hidden
 from nnunetv2_uda.evaluation.tables import format_table7
-from nnunetv2_uda.pipeline.datasets import NNUNET_FOLDERS, nnunet_folders
+from nnunetv2_uda.pipeline.datasets import NNUNET_FOLDERS, link_or_copy, nnunet_folders
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.rows import ROW_TITLES
 
@@ -39,6 +42,8 @@ MRI_DATASET = "Dataset802_CHAOST2"
 ORGANS = ("liver", "right kidney", "left kidney", "spleen")  # the organs labelsEval holds
 DEFAULT_EXPERIMENT = "organs13_gin_lcc_nomirror"  # the chain of nnunetv2_uda/recipes/cpu.yaml
 CONFIG_NAME = "ct2mr_real.yaml"
+TARGET_FILE = "target.yaml"  # optional in an experiment folder: {"mri_datasets": [names in --data]}
+JOINED_TARGET = "mri_target"  # the joined MRI dataset's folder in the output folder
 
 
 def experiment_names() -> list[str]:
@@ -50,13 +55,35 @@ def load_recipe(experiment: str) -> dict:
     return yaml.safe_load((EXPERIMENTS / experiment / "recipe.yaml").read_text())
 
 
-def real_data_present(data: Path) -> bool:
+def mri_datasets(experiment: str) -> list[str]:
+    """The MRI datasets of the experiment's target: its target.yaml's, or CHAOS T2 alone."""
+    target = EXPERIMENTS / experiment / TARGET_FILE
+    return yaml.safe_load(target.read_text())["mri_datasets"] if target.is_file() else [MRI_DATASET]
+
+
+def real_data_present(data: Path, experiment: str) -> bool:
     """False, after saying so, where the real data is absent (CI): the benchmark then exits successfully."""
-    if (data / CT_DATASET).is_dir() and (data / MRI_DATASET).is_dir():
+    needed = [CT_DATASET, *mri_datasets(experiment)]
+    if all((data / name).is_dir() for name in needed):
         return True
-    print(f"ct2mr_real: {data} does not hold {CT_DATASET} and {MRI_DATASET}; this benchmark needs the real data and "
-          f"is not run in CI. Nothing to do.")
+    print(f"ct2mr_real: {data} does not hold {' and '.join(needed)}; this benchmark needs the real data and is not "
+          f"run in CI. Nothing to do.")
     return False
+
+
+def joined_target(datasets: list[Path], target: Path) -> Path:
+    """One raw MRI dataset made of several (case names must not repeat): images, sequence sidecars and labelsEval
+    linked, dataset.json the first one's with the total case count. Rebuilt on every call (the bench wrote it)."""
+    with folder_built_atomically(target, replace=True) as staging:
+        for dataset in datasets:
+            for subfolder in ("imagesTr", "labelsEval"):
+                for source in sorted((dataset / subfolder).iterdir()):
+                    link_or_copy(source, staging / subfolder / source.name)
+        dataset_json = json.loads((datasets[0] / "dataset.json").read_text())
+        dataset_json["numTraining"] = len(list((staging / "labelsEval").glob("*.nii.gz")))
+        dataset_json["source"] = " + ".join(dataset.name for dataset in datasets)
+        (staging / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return target
 
 
 def nnunet_environment(output: Path) -> dict[str, str]:
@@ -79,8 +106,9 @@ def header(experiment: str) -> str:
 
 
 def bench_config(data: Path, output: Path, device: str, experiment: str) -> dict:
-    """The recipe plus the paths and device of this machine."""
-    mri = data / MRI_DATASET
+    """The recipe plus the paths and device of this machine (and the joined target where it has several)."""
+    names = mri_datasets(experiment)
+    mri = data / names[0] if len(names) == 1 else joined_target([data / name for name in names], output / JOINED_TARGET)
     return {"ct_dataset": str(data / CT_DATASET), "mri_dataset": str(mri), "validation_labels": str(mri / "labelsEval"),
             "output_folder": str(output / "pipeline"), "device": device, **load_recipe(experiment)}
 
@@ -95,7 +123,7 @@ def print_results(pipeline_folder: Path, env: dict[str, str]) -> None:
         finished = record and record.get("finished")
         summaries[ROW_TITLES.get(row, row)] = json.loads(Path(record["outputs"]["summary"]).read_text())["summary"] \
             if finished else None  # not scored: n/a
-    print("\nTable 7 form: DSC / NSD (%) on CHAOS T2 labelsEval")
+    print("\nTable 7 form: DSC / NSD (%) on the target's labelsEval")
     print(format_table7(summaries, organs=ORGANS, digits=1))
     print("\nWall time per step (s)")
     total = 0.0
@@ -161,7 +189,7 @@ def main() -> None:
     if args.list:
         print_headers()
         return
-    if not real_data_present(args.data):
+    if not real_data_present(args.data, args.experiment):
         return
     output = (args.output or REPO / "bench_output" / f"ct2mr_real_{args.experiment}").resolve()
     env = nnunet_environment(output)

@@ -18,6 +18,10 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.flare_labels import FLARE_LABELS
+from nnunetv2_uda.pipeline.cluster import wait_passively_on_shared_cores
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # with -n, test workers (and the commands they start) share the cores
+    wait_passively_on_shared_cores()  # before torch starts its threads in this worker
 
 TINY_DATASET_ID = 900
 TINY_DATASET_NAME = f"Dataset{TINY_DATASET_ID:03d}_TinyCT"

@@ -5,7 +5,9 @@ Figures are copied next to the report (``figures/``) so the folder can be moved 
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import copy_atomically, write_text_atomically
@@ -40,6 +42,33 @@ def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dic
         if record and record.get("finished"):
             summaries[row] = json.loads(Path(record["outputs"]["summary"]).read_text())
     return summaries
+
+
+def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str, str]) -> str | None:
+    """Mean DSC / NSD (%) over the scored organs and cases of each MRI sequence, per row (markdown), from the rows'
+    per-case metrics; None with fewer than two sequences. MDM exists because rows fare differently per sequence."""
+    tags = sorted(set(sequences.values()))
+    if len(tags) < 2:
+        return None
+    table = []
+    for row in rows:
+        record = manifest.stages.get(f"evaluate_{row}")
+        if not (record and record.get("finished")):
+            continue
+        scores: dict[str, list[tuple[float, float]]] = {tag: [] for tag in tags}
+        with open(Path(record["outputs"]["folder"]) / "metrics.csv", newline="") as handle:
+            for line in csv.DictReader(handle):
+                tag = sequences.get(line["case"])
+                dsc, nsd = float(line["DSC"]), float(line["NSD"])
+                if tag is not None and not (math.isnan(dsc) or math.isnan(nsd)):
+                    scores[tag].append((dsc, nsd))
+        table.append([ROW_TITLES.get(row, row)] + [
+            f"{100 * sum(d for d, _ in values) / len(values):.2f} / {100 * sum(n for _, n in values) / len(values):.2f}"
+            if values else "n/a" for values in scores.values()])
+    if not table:
+        return None
+    counts = {tag: sum(1 for value in sequences.values() if value == tag) for tag in tags}
+    return render_table(["Method", *(f"{tag} ({counts[tag]} cases)" for tag in tags)], table, markdown=True)
 
 
 def _figures(out: Path, manifest: Manifest, steps: list[str], kind: str) -> list[tuple[str, str]]:
@@ -84,6 +113,9 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
                   "Each row is scored on its own MRI segmentations: the pseudo-labels of its segmentation network, "
                   "after MDM where the row has it, and the final network's predictions for the PLF rows. The "
                   "validation labels are used for these scores only.", "", table7(validation, config['organs']), ""]
+        by_sequence = per_sequence_table(manifest, rows, run_info.get("sequences", {}))
+        if by_sequence:
+            lines += ["### Per MRI sequence (mean over organs and cases, DSC / NSD in %)", "", by_sequence, ""]
         final_row = rows[-1]
         if final_row in validation:
             lines += [f"## Final per-organ scores, {ROW_TITLES.get(final_row, final_row)} (Table 5 form)", "",

@@ -281,7 +281,8 @@ def run_pipeline(config: PipelineConfig) -> RunResult:
         run_in_process(context, planned, log)
     else:
         tasks = run_on_dask(context, planned, log)
-    run_info = {"rows": rows, "notes": notes, "scored_steps": scored, "steps": [s.name for s in steps],
+    run_info = {"rows": rows, "notes": notes, "sequences": context.sequences, "scored_steps": scored,
+                "steps": [s.name for s in steps],
                 "descriptions": {s.name: s.description for s in steps}, "statuses": result.statuses,
                 "config": context.config.to_dict(), "wall_time_this_run_s": round(time.time() - started, 1)}
     if tasks:

@@ -50,7 +50,7 @@ def planned_steps(values: dict, root: Path) -> tuple[list[str], dict[str, str], 
 def test_experiments_exist_for_the_default_and_every_old_setting():
     """The experiments replace the settings dict of bench/ct2mr_real.py one for one."""
     assert {"paper", "gin", "unet", "organs4_asit", "organs13_gin_lcc_nomirror", "unet_plf"} <= set(EXPERIMENT_NAMES)
-    assert len(EXPERIMENT_NAMES) == 22 and {path.stem for path in RECIPES.glob("*.yaml")} >= {"cpu", "gpu", "paper"}
+    assert len(EXPERIMENT_NAMES) == 23 and {path.stem for path in RECIPES.glob("*.yaml")} >= {"cpu", "gpu", "paper"}
 
 
 @pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda path: recipe_name(path))
@@ -81,7 +81,12 @@ def test_every_experiment_has_its_files_without_machine_paths(name):
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
     assert not set(recipe) & set(MACHINE_KEYS), "the bench adds the paths and the device"
     assert "dataset_id_base" not in recipe, "the run finds free dataset ids and records them in its manifest"
-    assert recipe["mri_default_sequence"] == "T2" and recipe["sequence_order"] == ["T2"]
+    assert recipe["mri_default_sequence"] == "T2"
+    if (folder / "target.yaml").is_file():  # several sequences: MDM ranks them itself
+        assert recipe["sequence_order"] is None and len(yaml.safe_load((folder / "target.yaml").read_text())[
+            "mri_datasets"]) > 1
+    else:  # CHAOS T2 alone
+        assert recipe["sequence_order"] == ["T2"]
     assert (folder / "rules.md").read_text().split("\n\n")[1].startswith("Written before the run, commit ")
     assert (folder / "notes.md").is_file()
     for text_file in [*folder.rglob("*.md"), *folder.rglob("*.yaml")]:
@@ -156,6 +161,26 @@ def test_a_finished_run_is_filed_under_the_next_number_without_machine_paths(tmp
     assert (experiment / "runs" / "1" / "report.md").read_text() == "an earlier run\n"
 
 
+def test_a_target_of_several_datasets_is_joined_with_its_sidecars_and_evaluation_labels(tmp_path):
+    bench = load_bench()
+    for name, cases in (("Dataset1_T2", ["t2_a", "t2_b"]), ("Dataset2_T1", ["t1_a"])):
+        for case in cases:
+            for subfolder, file_name in (("imagesTr", f"{case}_0000.nii.gz"), ("labelsEval", f"{case}.nii.gz")):
+                (tmp_path / name / subfolder).mkdir(parents=True, exist_ok=True)
+                (tmp_path / name / subfolder / file_name).write_bytes(case.encode())
+        (tmp_path / name / "dataset.json").write_text(json.dumps({"channel_names": {"0": "MRI"}, "numTraining": 9}))
+    (tmp_path / "Dataset2_T1" / "imagesTr" / "t1_a.json").write_text('{"sequence": "T1in"}')
+    target = bench.joined_target([tmp_path / "Dataset1_T2", tmp_path / "Dataset2_T1"], tmp_path / "out" / "target")
+    assert sorted(path.name for path in (target / "imagesTr").iterdir()) == [
+        "t1_a.json", "t1_a_0000.nii.gz", "t2_a_0000.nii.gz", "t2_b_0000.nii.gz"]
+    assert (target / "labelsEval" / "t1_a.nii.gz").read_bytes() == b"t1_a"
+    assert json.loads((target / "dataset.json").read_text())["numTraining"] == 3
+    assert bench.joined_target([tmp_path / "Dataset1_T2"], target) == target  # rebuilt: nothing stale stays
+    assert not (target / "imagesTr" / "t1_a.json").exists()
+    assert bench.mri_datasets("organs13_gin_lcc_nomirror") == ["Dataset802_CHAOST2"]
+    assert bench.mri_datasets("organs13_gin_lcc_nomirror_t1_mdm") == ["Dataset802_CHAOST2", "Dataset804_CHAOST1"]
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "Dataset802_CHAOST2").is_dir(), reason="real data not present")
 @pytest.mark.parametrize("name", EXPERIMENT_NAMES)
 @pytest.mark.slow
@@ -164,11 +189,12 @@ def test_dry_run_checks_config_and_leaves_mdm_out(name, tmp_path, nnunet_env):
                             env=nnunet_env, capture_output=True, text=True, timeout=300)  # it runs nnUNetv2_uda_run
     assert result.returncode == 0, result.stdout + result.stderr
     recipe = yaml.safe_load((EXPERIMENTS / name / "recipe.yaml").read_text())
-    rows, _, _ = planned_steps(recipe, tmp_path)  # CHAOS T2 has one sequence, as the recipe says
+    rows, _, _ = planned_steps(recipe, tmp_path)  # the recipe's sequences (CHAOS T2 alone) or two
     assert f"rows: {', '.join(rows)}\n" in result.stdout
     assert all(f"evaluate_{row}:" in result.stdout for row in rows), result.stdout
-    assert "mdm:" not in result.stdout
-    assert ("MDM is left out" in result.stdout) == ("asit_mdm_plf" in recipe["ablation"])
+    several_sequences = (EXPERIMENTS / name / "target.yaml").is_file()
+    assert ("  mdm_" in result.stdout) == (several_sequences and any("mdm" in row for row in rows))
+    assert ("MDM is left out" in result.stdout) == ("asit_mdm_plf" in recipe["ablation"] and not several_sequences)
     config = yaml.safe_load((tmp_path / "ct2mr_real.yaml").read_text())
     assert {key: value for key, value in config.items() if key not in MACHINE_KEYS} == recipe
     assert config["validation_labels"].endswith("labelsEval") and config["device"] == "cpu"

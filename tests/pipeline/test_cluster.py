@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from distributed import Client, LocalCluster
 
 from nnunetv2_uda.command_line import UserInputError
-from nnunetv2_uda.pipeline.cluster import Part, run_parts
+from nnunetv2_uda.pipeline.cluster import Part, dask_client, run_parts, wait_passively_on_shared_cores
 from nnunetv2_uda.pipeline.config import ConfigError, PipelineConfig, config_from_dict
 from nnunetv2_uda.pipeline.graph import Context, Step
 from nnunetv2_uda.pipeline.manifest import Manifest
@@ -189,6 +189,16 @@ def test_a_step_on_a_worker_runs_its_parts_as_tasks_on_its_own_cluster(tmp_path,
         worker_processes = set(client.run(os.getpid).values())
     written_by = Manifest(tmp_path).stages["predict"]["outputs"]["written_by"]
     assert len(written_by) == 2 and set(written_by) <= worker_processes, (written_by, worker_processes)
+
+
+@pytest.mark.slow
+def test_commands_on_a_local_cluster_wait_passively_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with dask_client(None, 1) as client:
+        assert client.submit(os.environ.get, "OMP_WAIT_POLICY", pure=False).result() == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    wait_passively_on_shared_cores()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_a_scheduler_that_does_not_answer_is_named_and_nothing_is_predicted(tmp_path):

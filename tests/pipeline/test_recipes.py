@@ -23,7 +23,7 @@ from nnunetv2_uda.pipeline.recipes import (
     recipe_purpose,
     run_config,
 )
-from nnunetv2_uda.pipeline.report import table7, write_report
+from nnunetv2_uda.pipeline.report import per_sequence_table, table7, write_report
 from nnunetv2_uda.pipeline.rows import ROWS
 from nnunetv2_uda.pipeline.steps import build_steps, row_plan
 
@@ -210,6 +210,26 @@ def test_report_ends_with_the_final_network_and_the_commands_that_use_it(tmp_pat
     assert ("nnUNetv2_export_model_to_zip -d Dataset611_UDAFinalCT -o model.zip -c 2d -tr "
             "nnUNetTrainerUDAQuick_1epochs_5iters -p nnUNetPlansUDASmall -f all") in final
     assert steps["predict_ct"]["test"] in final
+
+
+def test_report_scores_each_row_per_mri_sequence(tmp_path):
+    """With several MRI sequences the report adds each row's mean DSC / NSD per sequence, from its per-case metrics
+    (NaN entries, organs absent from both maps, left out); with one sequence there is no such table."""
+    manifest = Manifest(tmp_path / "out")
+    metrics = {"only_ct": [("a", "liver", 0.5, 0.4), ("a", "spleen", "nan", "nan"), ("b", "liver", 0.9, 0.8)],
+               "only_ct_mdm": [("a", "liver", 0.7, 0.6), ("b", "liver", 0.9, 0.8), ("c", "liver", 0.3, 0.2)]}
+    for row, lines in metrics.items():
+        folder = tmp_path / "evaluation" / row
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text("case,organ,DSC,NSD\n" + "".join(f"{c},{o},{d},{n}\n"
+                                                                           for c, o, d, n in lines))
+        manifest.mark_started(f"evaluate_{row}", "hash", {})
+        manifest.mark_finished(f"evaluate_{row}", {"folder": str(folder)}, 1.0)
+    table = per_sequence_table(manifest, ["only_ct", "only_ct_mdm"], {"a": "T1", "b": "T2", "c": "T1"})
+    assert table.splitlines()[0] == "| Method | T1 (2 cases) | T2 (1 cases) |"
+    assert table.splitlines()[2] == "| only CT | 50.00 / 40.00 | 90.00 / 80.00 |"
+    assert table.splitlines()[3] == "| only CT + MDM | 50.00 / 40.00 | 90.00 / 80.00 |"
+    assert per_sequence_table(manifest, ["only_ct"], {"a": "T2", "b": "T2"}) is None
 
 
 def test_table7_adds_the_mean_over_the_trained_organs():
