@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     With ``-n`` (pytest-xdist, ``--dist loadgroup``), every test is in one group that runs on one worker: the tests of
     a session fixture that trains (the tiny model, the phantom runs) together, every other test with its module, so
-    that no worker repeats another's module-scoped run."""
+    that no worker repeats another's module-scoped run. The groups with the most slow tests come first: xdist hands
+    groups to workers in collection order, and a long group handed out last would run alone at the end."""
+    groups: dict[str, str] = {}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if NNUNET_FIXTURES & fixtures:
@@ -95,6 +98,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         else:
             group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        slow_tests = Counter(groups[item.nodeid] for item in items if item.get_closest_marker("slow"))
+        items.sort(key=lambda item: -slow_tests[groups[item.nodeid]])  # stable: a group keeps its tests' order
 
 
 @pytest.fixture(scope="module")
