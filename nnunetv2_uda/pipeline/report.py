@@ -72,7 +72,8 @@ def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str,
 
 
 def _figures(out: Path, manifest: Manifest, steps: list[str], kind: str) -> list[tuple[str, str]]:
-    """(step, link) for the figures of one kind (an outputs key: 'translation_figures' or 'uncertainty_figures')
+    """(step, link) for the figures of one kind (an outputs key: 'translation_figures', 'uncertainty_figures' or
+    'mdm_figures')
     that finished steps recorded, copied next to the report."""
     figures = []
     for step in steps:
@@ -106,6 +107,11 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
         for step, link in histograms:
             kept = manifest.stages[step]["outputs"].get("kept_cases", [])
             lines += [f"{step}: {len(kept)} case(s) kept.", "", f"![{step}]({link})", ""]
+
+    matching = _figures(out, manifest, run_info["steps"], "mdm_figures")
+    if matching:
+        lines += ["## Multi-domain matching (own pseudo-label against the matched, registered one)", ""]
+        lines += [f"![{step}]({link})" for step, link in matching] + [""]
 
     validation = read_summaries(manifest, rows)
     if validation:

@@ -35,6 +35,8 @@ from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_a
 from nnunetv2_uda.pseudolabels.sequences import assign_sequences, order_sub_domains
 
 MATCHES_CSV = "mdm_matches.csv"
+MATCHES_PNG = "mdm_matches.png"
+FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
 
 
 @dataclass
@@ -72,12 +74,46 @@ def _write_matches_csv(records: list[MatchRecord], path: Path) -> None:
             writer.writerow(asdict(record))
 
 
+def _figure_panel(case: str, sequence: str, match: str, image_file: Path, own: sitk.Image, matched: sitk.Image,
+                  allow_nonfinite: bool) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The axial slice of ``case`` where its own and its matched label cover most, or None if its image cannot be
+    read whole (the case is still matched: the figure only shows)."""
+    try:
+        image = sitk.GetArrayFromImage(read_image(image_file, allow_nonfinite))
+    except EXPECTED_ERRORS:
+        return None
+    own_array, matched_array = sitk.GetArrayFromImage(own), sitk.GetArrayFromImage(matched)
+    index = int(np.argmax(((own_array > 0) | (matched_array > 0)).sum(axis=(1, 2))))
+    return f"{case} ({sequence}) <- {match}", image[index], own_array[index], matched_array[index]
+
+
+def plot_matches(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> None:
+    """One row per matched case: its own pseudo-label and the matched case's registered label over its image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(panels), 2, figsize=(7, 3.2 * len(panels)), squeeze=False)
+    for row, (title, image, own, matched) in zip(axes, panels, strict=True):
+        for axis, label, what in zip(row, (own, matched), ("own pseudo-label", "after MDM (registered)"), strict=True):
+            axis.imshow(image, cmap="gray", interpolation="nearest")
+            axis.imshow(np.ma.masked_equal(label, 0), cmap="tab20", vmin=0, vmax=20, alpha=0.55,
+                        interpolation="nearest")
+            axis.set_title(f"{title}\n{what}", fontsize=8)
+            axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | str, output_folder: Path | str,
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
                           uncertainty_csv: Path | str | None = None,
                           registration_on: RegistrationInput = "labels", overwrite: bool = False,
                           allow_nonfinite: bool = False) -> list[MatchRecord]:
-    """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case and ``mdm_matches.csv``.
+    """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case, ``mdm_matches.csv`` and, where a case
+    was matched, ``mdm_matches.png`` (the first :data:`FIGURE_CASES` matched cases: own label against matched label).
 
     The output folder must be new or empty unless ``overwrite`` (then it is replaced once the new one is complete).
     A case whose files cannot be read, or whose match cannot be registered, is left out (and is no candidate for
@@ -127,6 +163,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         print(f"multi-domain matching: sub-domains best first: {ranking}")
 
     records: list[MatchRecord] = []
+    panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     with new_output_folder(output, inputs, overwrite) as staging:
         done: dict[str, Path] = {}
         for rank, sequence in enumerate(ranking):
@@ -157,7 +194,11 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                 except EXPECTED_ERRORS as error:
                     failures[case] = one_line(error)
                     continue
-                sitk.WriteImage(warp_label(match_label, image, result.transform), str(destination), True)
+                warped = warp_label(match_label, image, result.transform)
+                sitk.WriteImage(warped, str(destination), True)
+                if len(panels) < FIGURE_CASES:
+                    panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
+                    panels += [panel] if panel is not None else []
                 records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
                                            result.metric_after))
                 written.append(case)
@@ -167,6 +208,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         if not records:
             raise FailedCasesError(failures, len(cases), None)
         _write_matches_csv(records, staging / MATCHES_CSV)
+        if panels:
+            plot_matches(panels, staging / MATCHES_PNG)
     if failures:
         raise FailedCasesError(failures, len(cases), output)
     return records

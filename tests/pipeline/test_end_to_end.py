@@ -193,7 +193,8 @@ def test_warm_starts_go_through_nnunets_pretrained_weights(run):
 def test_report_holds_the_tables_and_its_figures(run):
     report = (run.out / "report.md").read_text()
     for expected in ("Table 7 form", "Table 5 form", "uncertainty", "translation_panel.png", "Wall time",
-                     "ASIT + MDM + PLF", "| Method | DWI (2 cases) | T1 (2 cases) | T2 (2 cases) |"):
+                     "ASIT + MDM + PLF", "| Method | DWI (2 cases) | T1 (2 cases) | T2 (2 cases) |",
+                     "mdm_asit_0_mdm_matches.png"):
         assert expected in report, expected
     for link in [line.split("(")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]:
         assert (run.out / link).is_file(), link

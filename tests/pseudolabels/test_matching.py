@@ -8,12 +8,18 @@ import math
 import subprocess
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, PseudoLabelError, same_geometry
-from nnunetv2_uda.pseudolabels.matching import multi_domain_matching, nearest_by_volume, organ_volumes_ml
+from nnunetv2_uda.pseudolabels.matching import (
+    MATCHES_PNG,
+    multi_domain_matching,
+    nearest_by_volume,
+    organ_volumes_ml,
+)
 from nnunetv2_uda.pseudolabels.sequences import UNKNOWN, assign_sequences, order_sub_domains, sequence_from_name
 
 SHAPE = (12, 28, 28)
@@ -94,6 +100,9 @@ def test_matching_picks_nearest_volume_case_and_keeps_geometry(two_domains, tmp_
     with open(output / "mdm_matches.csv", newline="") as handle:
         rows = {row["case"]: row for row in csv.DictReader(handle)}
     assert rows["mri_T1_0003"]["matched_sequence"] == "T2" and float(rows["mri_T1_0003"]["volume_L1_mL"]) > 0
+    matched = [record for record in records if record.matched_case]
+    figure = plt.imread(output / MATCHES_PNG)  # one row of two panels per matched case
+    assert matched and figure.shape[0] == 320 * len(matched) and figure.shape[1] == 700
 
 
 def test_single_sub_domain_copies_unchanged(tmp_path):

@@ -11,6 +11,7 @@ from nnunetv2_uda.pipeline.graph import Attempt, Context, Step
 from nnunetv2_uda.pipeline.nnunet_commands import write_labels_dataset_json
 from nnunetv2_uda.pipeline.steps.source import SOURCE_NAMES
 from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV
+from nnunetv2_uda.pseudolabels.matching import MATCHES_CSV, MATCHES_PNG
 
 
 def mdm_name(source: str) -> str:
@@ -39,7 +40,8 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
         run_logged(["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs(f"pseudolabel_{source}")["labels"],
                     staging, *order], context.log_file(step))
         write_labels_dataset_json(context, staging)
-    return {"labels": str(output), "matches": str(output / "mdm_matches.csv")}
+    figures = [str(output / MATCHES_PNG)] if (output / MATCHES_PNG).is_file() else []
+    return {"labels": str(output), "matches": str(output / MATCHES_CSV), "mdm_figures": figures}
 
 
 def mdm_step(config: PipelineConfig, source: str) -> Step:
