@@ -74,33 +74,42 @@ def _write_matches_csv(records: list[MatchRecord], path: Path) -> None:
             writer.writerow(asdict(record))
 
 
+Panel = tuple[str, np.ndarray, list[np.ndarray]]  # title, an image slice, label maps of that slice
+
+
+def label_panel(title: str, image: np.ndarray, labels: list[np.ndarray]) -> Panel:
+    """The axial slice of a (z, y, x) image where its label maps together cover most."""
+    index = int(np.argmax(np.any([label > 0 for label in labels], axis=0).sum(axis=(1, 2))))
+    return title, image[index], [label[index] for label in labels]
+
+
 def _figure_panel(case: str, sequence: str, match: str, image_file: Path, own: sitk.Image, matched: sitk.Image,
-                  allow_nonfinite: bool) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
-    """The axial slice of ``case`` where its own and its matched label cover most, or None if its image cannot be
-    read whole (the case is still matched: the figure only shows)."""
+                  allow_nonfinite: bool) -> Panel | None:
+    """A matched case's panel, or None if its image cannot be read whole (the case is still matched: the figure only
+    shows)."""
     try:
         image = sitk.GetArrayFromImage(read_image(image_file, allow_nonfinite))
     except EXPECTED_ERRORS:
         return None
-    own_array, matched_array = sitk.GetArrayFromImage(own), sitk.GetArrayFromImage(matched)
-    index = int(np.argmax(((own_array > 0) | (matched_array > 0)).sum(axis=(1, 2))))
-    return f"{case} ({sequence}) <- {match}", image[index], own_array[index], matched_array[index]
+    return label_panel(f"{case} ({sequence}) <- {match}", image,
+                       [sitk.GetArrayFromImage(own), sitk.GetArrayFromImage(matched)])
 
 
-def plot_matches(panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> None:
-    """One row per matched case: its own pseudo-label and the matched case's registered label over its image."""
+def plot_label_panels(panels: list[Panel], columns: list[str], path: Path) -> None:
+    """One row per panel: each of its label maps (``columns`` name them) over its image slice."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(panels), 2, figsize=(7, 3.2 * len(panels)), squeeze=False)
-    for row, (title, image, own, matched) in zip(axes, panels, strict=True):
-        for axis, label, what in zip(row, (own, matched), ("own pseudo-label", "after MDM (registered)"), strict=True):
+    figure, axes = plt.subplots(len(panels), len(columns), figsize=(3.5 * len(columns), 3.2 * len(panels)),
+                                squeeze=False)
+    for row, (title, image, labels) in zip(axes, panels, strict=True):
+        for axis, label, column in zip(row, labels, columns, strict=True):
             axis.imshow(image, cmap="gray", interpolation="nearest")
             axis.imshow(np.ma.masked_equal(label, 0), cmap="tab20", vmin=0, vmax=20, alpha=0.55,
                         interpolation="nearest")
-            axis.set_title(f"{title}\n{what}", fontsize=8)
+            axis.set_title(f"{title}\n{column}", fontsize=8)
             axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -163,7 +172,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         print(f"multi-domain matching: sub-domains best first: {ranking}")
 
     records: list[MatchRecord] = []
-    panels: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+    panels: list[Panel] = []
     with new_output_folder(output, inputs, overwrite) as staging:
         done: dict[str, Path] = {}
         for rank, sequence in enumerate(ranking):
@@ -209,7 +218,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
             raise FailedCasesError(failures, len(cases), None)
         _write_matches_csv(records, staging / MATCHES_CSV)
         if panels:
-            plot_matches(panels, staging / MATCHES_PNG)
+            plot_label_panels(panels, ["own pseudo-label", "after MDM (registered)"], staging / MATCHES_PNG)
     if failures:
         raise FailedCasesError(failures, len(cases), output)
     return records
