@@ -28,6 +28,7 @@ from pathlib import Path
 
 PHANTOM_CT_ID = 991
 PLANS = "nnUNetPlansUDASmall"
+TARGET_SPACING = (10, 4, 4)  # the demo recipe's: 96 x 96 slices of these phantoms (the paper's 0.81 mm gives 512)
 
 
 def run(args: list, env: dict[str, str]) -> None:
@@ -61,7 +62,7 @@ def main() -> None:
         print(f"shared_cores: phantoms and plans in {root} ({os.cpu_count()} cores)")
         run(["nnUNetv2_uda_make_phantoms", root / "raw", "--num_ct", 6, "--num_mri", 3, "--shape", 32, 96, 96], env)
         run(["nnUNetv2_plan_and_preprocess", "-d", PHANTOM_CT_ID, "-pl", "nnUNetPlannerUDASmall", "-c", "2d",
-             "-np", 1], env)
+             "-np", 1, "-overwrite_target_spacing", *TARGET_SPACING], env)
         trainer = "nnUNetTrainerUDAQuick_1epochs_{}iters_noval"
         names = iter(trainer.format(args.iterations + offset) for offset in range(8))  # one results folder each
         times = {
