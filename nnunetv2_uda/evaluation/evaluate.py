@@ -318,9 +318,14 @@ def _summarize(rows: list[dict], organs: Sequence[str]) -> dict:
         organ: {metric: summary_statistics(r[metric] for r in rows if r["organ"] == organ) for metric in METRICS}
         for organ in organs
     }
-    per_case_mean = _per_case_means(rows)
-    summary[AVERAGE_KEY] = {metric: summary_statistics(per_case_mean[metric]) for metric in METRICS}
+    summary[AVERAGE_KEY] = average_statistics(rows)
     return summary
+
+
+def average_statistics(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """The "average" column: statistics over the cases of ``rows`` of each case's mean over its scored organs."""
+    per_case_mean = _per_case_means(rows)
+    return {metric: summary_statistics(per_case_mean[metric]) for metric in METRICS}
 
 
 def _per_case_means(rows: list[dict]) -> dict[str, list[float]]:

@@ -98,7 +98,8 @@ def wait_passively_on_shared_cores() -> None:
     OpenMP threads sleep while they wait, unless ``OMP_WAIT_POLICY`` is set already. libgomp's default spins, which
     steals the cores another process computes on: two 2-thread trainings of the small network at once on 2 cores took
     197 s against 24 s for one alone, and 28 s for both with passive waiting (docs/results.md, bench/shared_cores.py).
-    Alone, passive waiting costs about a fifth, so it is set only where commands run at once."""
+    Alone, passive waiting cost a fifth of an epoch in one measurement and nothing in another, so it is set only
+    where commands run at once."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

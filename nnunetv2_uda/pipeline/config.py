@@ -271,8 +271,7 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
                         f"got {selftrain.num_snapshots}")
     snapshot_budgets = {"self_training.epochs": selftrain.epochs}
     for source in ranking_sources(config):  # MDM ranks the sequences by these networks' snapshots
-        key = "ct_training" if source == "ct" and config.ct_training is not None else "source_training"
-        snapshot_budgets[f"{key}.epochs"] = source_budget(config, source).epochs
+        snapshot_budgets[f"{source_budget_key(config, source)}.epochs"] = source_budget(config, source).epochs
     for key, epochs in snapshot_budgets.items():
         if isinstance(epochs, int) and isinstance(selftrain.num_snapshots, int) and selftrain.num_snapshots > epochs:
             problems.append(f"'self_training.num_snapshots' ({selftrain.num_snapshots}) exceeds '{key}' ({epochs}): "
@@ -287,9 +286,14 @@ def ranking_sources(config: PipelineConfig) -> set[str]:
     return {ROWS[row].source for row in config.rows if row in ROWS and ROWS[row].mdm}
 
 
+def source_budget_key(config: PipelineConfig, source: str) -> str:
+    """The config key of the budget of the network trained on ``source``: ``ct_training`` for the CT network where
+    given, else ``source_training``."""
+    return "ct_training" if source == "ct" and config.ct_training is not None else "source_training"
+
+
 def source_budget(config: PipelineConfig, source: str) -> TrainingBudget:
-    """The training budget of the network trained on ``source``: ``ct_training`` for the CT network where given."""
-    return config.ct_training if source == "ct" and config.ct_training is not None else config.source_training
+    return getattr(config, source_budget_key(config, source))
 
 
 def source_snapshots(config: PipelineConfig, source: str) -> int:
@@ -297,7 +301,7 @@ def source_snapshots(config: PipelineConfig, source: str) -> int:
     ``num_snapshots``, fewer where its training has fewer epochs, none where ``sequence_order`` is given or fewer than
     two fit. The ASIT network keeps them whether or not an MDM row follows, so adding an MDM row to a run keeps its
     trained ASIT network; the CT network, which most rows use without MDM, only where an MDM row starts from it."""
-    if config.sequence_order or source == "cyclegan" or (source == "ct" and "ct" not in ranking_sources(config)):
+    if config.sequence_order or (source != "asit" and source not in ranking_sources(config)):
         return 0
     count = min(config.self_training.num_snapshots, source_budget(config, source).epochs)
     return count if count >= 2 else 0

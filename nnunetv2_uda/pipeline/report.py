@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
+from collections import Counter
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import copy_atomically, write_text_atomically
-from nnunetv2_uda.evaluation.tables import format_table5, format_table7, render_table
+from nnunetv2_uda.evaluation.evaluate import METRICS_CSV, average_statistics
+from nnunetv2_uda.evaluation.tables import AVERAGE_KEY, METRICS, format_table5, format_table7, render_table
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.rows import ROW_TITLES
 
@@ -45,36 +46,30 @@ def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dic
 
 
 def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str, str]) -> str | None:
-    """Mean DSC / NSD (%) over the scored organs and cases of each MRI sequence, per row (markdown), from the rows'
-    per-case metrics; None with fewer than two sequences. MDM exists because rows fare differently per sequence."""
-    tags = sorted(set(sequences.values()))
-    if len(tags) < 2:
+    """Table 7 form with the MRI sequences as columns: each scored row's average (the mean over a case's organs,
+    averaged over cases, as in Table 7's Average) per sequence, from the rows' per-case metrics; None with fewer
+    than two sequences. MDM exists because rows fare differently per sequence."""
+    counts = Counter(sequences.values())
+    if len(counts) < 2:
         return None
-    table = []
+    columns = {tag: f"{tag} ({count} cases)" for tag, count in sorted(counts.items())}
+    summaries = {}
     for row in rows:
         record = manifest.stages.get(f"evaluate_{row}")
         if not (record and record.get("finished")):
             continue
-        scores: dict[str, list[tuple[float, float]]] = {tag: [] for tag in tags}
-        with open(Path(record["outputs"]["folder"]) / "metrics.csv", newline="") as handle:
-            for line in csv.DictReader(handle):
-                tag = sequences.get(line["case"])
-                dsc, nsd = float(line["DSC"]), float(line["NSD"])
-                if tag is not None and not (math.isnan(dsc) or math.isnan(nsd)):
-                    scores[tag].append((dsc, nsd))
-        table.append([ROW_TITLES.get(row, row)] + [
-            f"{100 * sum(d for d, _ in values) / len(values):.2f} / {100 * sum(n for _, n in values) / len(values):.2f}"
-            if values else "n/a" for values in scores.values()])
-    if not table:
-        return None
-    counts = {tag: sum(1 for value in sequences.values() if value == tag) for tag in tags}
-    return render_table(["Method", *(f"{tag} ({counts[tag]} cases)" for tag in tags)], table, markdown=True)
+        with open(Path(record["outputs"]["folder"]) / METRICS_CSV, newline="") as handle:
+            metrics = [{**line, **{metric: float(line[metric]) for metric in METRICS}}
+                       for line in csv.DictReader(handle)]
+        summary = {column: average_statistics([m for m in metrics if sequences.get(m["case"]) == tag])
+                   for tag, column in columns.items()}
+        summaries[ROW_TITLES.get(row, row)] = {**summary, AVERAGE_KEY: average_statistics(metrics)}
+    return format_table7(summaries, organs=list(columns.values()), markdown=True) if summaries else None
 
 
 def _figures(out: Path, manifest: Manifest, steps: list[str], kind: str) -> list[tuple[str, str]]:
     """(step, link) for the figures of one kind (an outputs key: 'translation_figures', 'uncertainty_figures' or
-    'mdm_figures')
-    that finished steps recorded, copied next to the report."""
+    'mdm_figures') that finished steps recorded, copied next to the report."""
     figures = []
     for step in steps:
         record = manifest.stages.get(step, {})
@@ -119,7 +114,7 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
                   "Each row is scored on its own MRI segmentations: the pseudo-labels of its segmentation network, "
                   "after MDM where the row has it, and the final network's predictions for the PLF rows. The "
                   "validation labels are used for these scores only.", "", table7(validation, config['organs']), ""]
-        by_sequence = per_sequence_table(manifest, rows, run_info.get("sequences", {}))
+        by_sequence = per_sequence_table(manifest, rows, run_info["sequences"])
         if by_sequence:
             lines += ["### Per MRI sequence (mean over organs and cases, DSC / NSD in %)", "", by_sequence, ""]
         final_row = rows[-1]

@@ -198,7 +198,8 @@ def test_report_ends_with_the_final_network_and_the_commands_that_use_it(tmp_pat
         manifest.mark_started(name, "hash", {})
         manifest.mark_finished(name, outputs, 1.0)
     config = config_from_dict({**PATHS, **load_recipe("cpu")}).to_dict()
-    run_info = {"rows": ["only_ct", "only_ct_plf"], "notes": [], "config": config, "steps": list(steps),
+    run_info = {"rows": ["only_ct", "only_ct_plf"], "notes": [], "sequences": {}, "config": config,
+                "steps": list(steps),
                 "descriptions": dict.fromkeys(steps, "a step"), "statuses": dict.fromkeys(steps, "ran")}
     report = write_report(tmp_path / "out", manifest, run_info).read_text()
     final = report.split("## The final network and how to use it")[1]
@@ -213,10 +214,10 @@ def test_report_ends_with_the_final_network_and_the_commands_that_use_it(tmp_pat
 
 
 def test_report_scores_each_row_per_mri_sequence(tmp_path):
-    """With several MRI sequences the report adds each row's mean DSC / NSD per sequence, from its per-case metrics
-    (NaN entries, organs absent from both maps, left out); with one sequence there is no such table."""
+    """With several MRI sequences the report adds each row's average (a case's mean over its organs, averaged over
+    cases) per sequence, from its per-case metrics; with one sequence there is no such table."""
     manifest = Manifest(tmp_path / "out")
-    metrics = {"only_ct": [("a", "liver", 0.5, 0.4), ("a", "spleen", "nan", "nan"), ("b", "liver", 0.9, 0.8)],
+    metrics = {"only_ct": [("a", "liver", 0.5, 0.4), ("a", "spleen", 0.7, 0.6), ("b", "liver", 0.9, 0.8)],
                "only_ct_mdm": [("a", "liver", 0.7, 0.6), ("b", "liver", 0.9, 0.8), ("c", "liver", 0.3, 0.2)]}
     for row, lines in metrics.items():
         folder = tmp_path / "evaluation" / row
@@ -226,9 +227,9 @@ def test_report_scores_each_row_per_mri_sequence(tmp_path):
         manifest.mark_started(f"evaluate_{row}", "hash", {})
         manifest.mark_finished(f"evaluate_{row}", {"folder": str(folder)}, 1.0)
     table = per_sequence_table(manifest, ["only_ct", "only_ct_mdm"], {"a": "T1", "b": "T2", "c": "T1"})
-    assert table.splitlines()[0] == "| Method | T1 (2 cases) | T2 (1 cases) |"
-    assert table.splitlines()[2] == "| only CT | 50.00 / 40.00 | 90.00 / 80.00 |"
-    assert table.splitlines()[3] == "| only CT + MDM | 50.00 / 40.00 | 90.00 / 80.00 |"
+    assert table.splitlines()[0] == "| Method | T1 (2 cases) | T2 (1 cases) | Average |"
+    assert table.splitlines()[2] == "| only CT | 60.00 / 50.00 | 90.00 / 80.00 | 75.00 / 65.00 |"
+    assert table.splitlines()[3] == "| only CT + MDM | 50.00 / 40.00 | 90.00 / 80.00 | 63.33 / 53.33 |"
     assert per_sequence_table(manifest, ["only_ct"], {"a": "T2", "b": "T2"}) is None
 
 
