@@ -113,6 +113,16 @@ def bench_config(data: Path, output: Path, device: str, experiment: str) -> dict
             "output_folder": str(output / "pipeline"), "device": device, **load_recipe(experiment)}
 
 
+def chosen_rows(rows: list[str], asked: list[str] | None) -> list[str]:
+    """The experiment's rows, or those of them ``--rows`` asks for, in the experiment's order."""
+    if asked is None:
+        return rows
+    unknown = [row for row in asked if row not in rows]
+    if unknown:
+        raise ValueError(f"--rows: {', '.join(unknown)} not among the experiment's rows ({', '.join(rows)})")
+    return [row for row in rows if row in asked]
+
+
 def print_results(pipeline_folder: Path, env: dict[str, str]) -> None:
     """Table 7 form (DSC / NSD per organ, %) from the pipeline's evaluate steps, and every step's wall time."""
     manifest = Manifest(pipeline_folder, roots=nnunet_folders(env)).stages
@@ -182,6 +192,9 @@ def main() -> None:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, choices=experiment_names(), metavar="NAME",
                         help=f"a folder of bench/experiments (--list describes each). Default: {DEFAULT_EXPERIMENT}, "
                              f"the chain of the cpu recipe")
+    parser.add_argument("--rows", nargs="+", metavar="ROW",
+                        help="run only these of the experiment's rows (default: all of them). The same --output "
+                             "later with more rows resumes: steps the rows share are not run again")
     parser.add_argument("--list", action="store_true", help="print every experiment's header and exit")
     parser.add_argument("--dry_run", action="store_true",
                         help="write the config, check it and the inputs, list the steps; train nothing")
@@ -189,13 +202,17 @@ def main() -> None:
     if args.list:
         print_headers()
         return
+    try:
+        rows = chosen_rows(load_recipe(args.experiment)["ablation"], args.rows)
+    except ValueError as error:
+        parser.error(str(error))
     if not real_data_present(args.data, args.experiment):
         return
     output = (args.output or REPO / "bench_output" / f"ct2mr_real_{args.experiment}").resolve()
     env = nnunet_environment(output)
     output.mkdir(parents=True, exist_ok=True)  # nnunet_environment makes it only when nnU-Net's folders are unset
     config_file = output / CONFIG_NAME
-    config = bench_config(args.data.resolve(), output, args.device, args.experiment)
+    config = {**bench_config(args.data.resolve(), output, args.device, args.experiment), "ablation": rows}
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"ct2mr_real: experiment {args.experiment}, config {config_file}")
     command = ["nnUNetv2_uda_run", str(config_file)] + (["--check"] if args.dry_run else [])

@@ -124,6 +124,16 @@ def test_list_prints_every_experiment_header_and_unknown_names_are_refused():
     assert typo.returncode == 2 and "organs13_gin_lcc_nomirror" in typo.stderr and "Traceback" not in typo.stderr
 
 
+def test_rows_asks_for_a_subset_of_the_experiments_rows_in_its_order():
+    bench = load_bench()
+    rows = ["only_ct", "only_ct_mdm", "only_ct_plf", "only_ct_mdm_plf"]
+    assert bench.chosen_rows(rows, None) == rows
+    assert bench.chosen_rows(rows, ["only_ct_mdm", "only_ct"]) == ["only_ct", "only_ct_mdm"]
+    typo = run_script_in_process(BENCH, "--experiment", "organs13_gin_lcc_nomirror", "--rows", "only_ct", "asit")
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr
+    assert "--rows: asit not among the experiment's rows (only_ct, only_ct_plf)" in typo.stderr
+
+
 def load_bench():
     """bench/ct2mr_real.py as a module (it imports only the package, so no path set-up is needed)."""
     spec = importlib.util.spec_from_file_location("ct2mr_real_under_test", BENCH)
