@@ -23,7 +23,9 @@ CONFIGURATIONS = ("2d", "3d_fullres")
 TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
             "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel",
             "nnUNetTrainerUDASmallGIN": "nnUNetTrainerUDAPseudoLabelGIN",
-            "nnUNetTrainerUDAQuickGIN": "nnUNetTrainerUDAQuickPseudoLabelGIN"}
+            "nnUNetTrainerUDAQuickGIN": "nnUNetTrainerUDAQuickPseudoLabelGIN",
+            "nnUNetTrainerUDASmallLocationScale": "nnUNetTrainerUDAPseudoLabelLocationScale",
+            "nnUNetTrainerUDAQuickLocationScale": "nnUNetTrainerUDAQuickPseudoLabelLocationScale"}
 TRAINERS.update({f"{trainer}NoMirroring": f"{counterpart}NoMirroring"
                  for trainer, counterpart in list(TRAINERS.items())})
 

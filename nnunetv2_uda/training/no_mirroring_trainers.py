@@ -18,6 +18,12 @@ from nnunetv2_uda.training.gin_trainers import (
     nnUNetTrainerUDAQuickPseudoLabelGIN,
     nnUNetTrainerUDASmallGIN,
 )
+from nnunetv2_uda.training.location_scale_trainers import (
+    nnUNetTrainerUDAPseudoLabelLocationScale,
+    nnUNetTrainerUDAQuickLocationScale,
+    nnUNetTrainerUDAQuickPseudoLabelLocationScale,
+    nnUNetTrainerUDASmallLocationScale,
+)
 from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
 from nnunetv2_uda.training.quick_trainer import nnUNetTrainerUDAQuick, nnUNetTrainerUDAQuickPseudoLabel
 from nnunetv2_uda.training.small_trainer import nnUNetTrainerUDASmall
@@ -53,3 +59,22 @@ class nnUNetTrainerUDAQuickGINNoMirroring(nnUNetTrainerNoMirroring, nnUNetTraine
 
 class nnUNetTrainerUDAQuickPseudoLabelGINNoMirroring(nnUNetTrainerNoMirroring, nnUNetTrainerUDAQuickPseudoLabelGIN):
     """Short-schedule snapshot pseudo-labels with random intensity networks, without mirroring augmentation."""
+
+
+class nnUNetTrainerUDASmallLocationScaleNoMirroring(nnUNetTrainerNoMirroring, nnUNetTrainerUDASmallLocationScale):
+    """The paper's protocol with the location-scale augmentation, without mirroring augmentation."""
+
+
+class nnUNetTrainerUDAPseudoLabelLocationScaleNoMirroring(nnUNetTrainerNoMirroring,
+                                                          nnUNetTrainerUDAPseudoLabelLocationScale):
+    """Snapshot pseudo-labels with the location-scale augmentation, without mirroring augmentation."""
+
+
+class nnUNetTrainerUDAQuickLocationScaleNoMirroring(nnUNetTrainerNoMirroring, nnUNetTrainerUDAQuickLocationScale):
+    """The short-schedule trainer with the location-scale augmentation, without mirroring augmentation."""
+
+
+class nnUNetTrainerUDAQuickPseudoLabelLocationScaleNoMirroring(nnUNetTrainerNoMirroring,
+                                                               nnUNetTrainerUDAQuickPseudoLabelLocationScale):
+    """Short-schedule snapshot pseudo-labels with the location-scale augmentation, without mirroring
+    augmentation."""

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, ImageOnlyTransform
-from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
-from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform
+
+from nnunetv2_uda.training.augmentation import after_spatial_augmentation
 
 CONVOLUTIONS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -64,15 +64,5 @@ class RandomIntensityNetworkTransform(ImageOnlyTransform):
 
 
 def with_random_intensity_networks(transforms: BasicTransform, **settings) -> ComposeTransforms:
-    """nnU-Net's training transforms with a :class:`RandomIntensityNetworkTransform` right after the spatial
-    augmentation, so that nnU-Net's own intensity augmentations (noise, blur, brightness, contrast, gamma) still
-    act on the new contrast."""
-    if not isinstance(transforms, ComposeTransforms):
-        raise TypeError(f"expected nnU-Net's ComposeTransforms of training transforms, got {type(transforms).__name__}")
-    steps = list(transforms.transforms)
-    spatial = [i for i, step in enumerate(steps) if isinstance(step, (SpatialTransform, Convert2DTo3DTransform))]
-    if not spatial:
-        raise ValueError("nnU-Net's training transforms have no SpatialTransform to insert the random intensity "
-                         "networks after")
-    steps.insert(spatial[-1] + 1, RandomIntensityNetworkTransform(**settings))
-    return ComposeTransforms(steps)
+    """nnU-Net's training transforms with a :class:`RandomIntensityNetworkTransform` after the spatial augmentation."""
+    return after_spatial_augmentation(transforms, RandomIntensityNetworkTransform(**settings))

@@ -1,7 +1,7 @@
-"""One smoke test over trainer names: every trainer a shipped recipe names trains with ``nnUNetv2_train`` as a user
-runs it (its budget variant of one epoch of two iterations on the tiny dataset; nnU-Net's final validation, which
-takes most of the time of such a run, is run once, by ``tiny_trained_model``). What each trainer changes is tested in
-the module of its class, without training."""
+"""One smoke test over trainer names: every trainer a shipped recipe names, and the location-scale one, trains
+with ``nnUNetv2_train`` as a user runs it (its budget variant of one epoch of two iterations on the tiny dataset;
+nnU-Net's final validation, which takes most of the time of such a run, is run once, by ``tiny_trained_model``).
+What each trainer changes is tested in the module of its class, without training."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from nnunetv2_uda.pipeline.recipes import load_recipe, recipe_names
 
 RECIPE_TRAINERS = sorted({load_recipe(name)["trainer"] for name in recipe_names()})
+AUGMENTATION_TRAINERS = ["nnUNetTrainerUDAQuickLocationScaleNoMirroring"]  # no recipe names it yet
 
 
-@pytest.mark.parametrize("trainer", RECIPE_TRAINERS)
+@pytest.mark.parametrize("trainer", RECIPE_TRAINERS + AUGMENTATION_TRAINERS)
 def test_nnunetv2_train_runs_it(trainer, train_tiny):
     fold = train_tiny(f"{trainer}_1epochs_2iters_noval")
     assert (fold / "checkpoint_final.pth").is_file()

@@ -1,0 +1,86 @@
+"""SLAug's location-scale augmentation: monotonic random curves, globally or per labelled class, background reversed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2_uda.training.location_scale import LocationScaleTransform, interpolate, random_curve
+
+
+@pytest.mark.parametrize("reversed_", [False, True])
+def test_a_curve_is_monotonic_from_corner_to_corner(reversed_):
+    torch.manual_seed(0)
+    for _ in range(20):
+        x, y = random_curve(reversed_)
+        assert (x.diff() >= 0).all() and x[0] == 0 and x[-1] == 1
+        assert ((y.diff() <= 0) if reversed_ else (y.diff() >= 0)).all()
+        assert (y[0], y[-1]) == ((1, 0) if reversed_ else (0, 1))
+
+
+def test_interpolation_is_numpys():
+    x, y = torch.tensor([0.0, 0.2, 0.2, 0.7, 1.0]), torch.tensor([0.0, 0.5, 0.6, 0.9, 1.0])
+    values = torch.linspace(-0.1, 1.1, 50)
+    assert np.allclose(interpolate(values, x, y).numpy(), np.interp(values.numpy(), x.numpy(), y.numpy()), atol=1e-6)
+
+
+def ramp_with_organ(shape=(40, 40)) -> tuple[torch.Tensor, torch.Tensor]:
+    """An intensity ramp along x over the whole image (its first column, the minimum, counts as air), with a square
+    label 1."""
+    image = torch.linspace(0.5, 3.0, shape[1]).expand(1, *shape).clone()
+    labels = torch.zeros(1, *shape, dtype=torch.int16)
+    labels[:, 10:30, 10:30] = 1
+    return image, labels
+
+
+def order_along_ramp(out: torch.Tensor, mask: torch.Tensor) -> set[int]:
+    """The signs of the output's differences along x inside ``mask``: {1} increasing, {-1} decreasing."""
+    row = out[0, 20][mask[0, 20]]
+    return {int(v) for v in torch.sign(row.diff()).unique().tolist() if v != 0}
+
+
+def test_global_keeps_the_order_of_intensities_and_the_statistics():
+    torch.manual_seed(1)
+    image, labels = ramp_with_organ()
+    for _ in range(10):
+        out = LocationScaleTransform(class_level_probability=0)(image=image.clone(), segmentation=labels)["image"]
+        assert order_along_ramp(out, torch.ones_like(labels, dtype=torch.bool)) <= {1}
+        assert torch.isclose(out.mean(), image.mean(), atol=1e-4) and torch.isclose(out.std(), image.std(), atol=1e-4)
+
+
+@pytest.mark.parametrize("organ_reversal,organ_order", [(0.0, {1}), (1.0, {-1})])
+def test_class_level_reverses_the_background_and_organs_as_drawn(organ_reversal, organ_order):
+    torch.manual_seed(2)
+    image, labels = ramp_with_organ()
+    transform = LocationScaleTransform(class_level_probability=1, organ_reversal_probability=organ_reversal)
+    for _ in range(10):
+        out = transform(image=image.clone(), segmentation=labels.clone())
+        assert torch.equal(out["segmentation"], labels)
+        organ = labels.bool()
+        assert order_along_ramp(out["image"], organ) <= organ_order
+        background_left = ~organ & (torch.arange(40) >= 1) & (torch.arange(40) < 10)  # air left out
+        assert order_along_ramp(out["image"], background_left) <= {-1}
+
+
+def test_air_keeps_its_place_and_voxels_outside_the_crop_count_as_background():
+    torch.manual_seed(3)
+    image, labels = ramp_with_organ()
+    image[:, :, :5] = -1.0  # air: the image minimum
+    labels[:, :, :3] = -1  # nnU-Net's mark for voxels outside the crop
+    out = LocationScaleTransform(class_level_probability=1)(image=image.clone(), segmentation=labels)["image"]
+    air = out[0, :, :5]
+    assert torch.allclose(air, air[0, 0]) and (out[0, :, 5:] > air[0, 0]).any()
+    assert torch.isfinite(out).all()
+
+
+def test_a_flat_channel_is_left_as_it_is_and_each_channel_is_remapped_on_its_own():
+    image = torch.stack([torch.full((16, 16), 2.0), torch.linspace(0, 1, 16).expand(16, 16)])
+    out = LocationScaleTransform()(image=image.clone(), segmentation=torch.zeros(1, 16, 16))["image"]
+    assert torch.equal(out[0], image[0]) and out.dtype == image.dtype
+
+
+@pytest.mark.parametrize("settings", [{"class_level_probability": 1.5}, {"organ_reversal_probability": -0.1}])
+def test_bad_settings_are_named(settings):
+    with pytest.raises(ValueError, match=next(iter(settings))):
+        LocationScaleTransform(**settings)
