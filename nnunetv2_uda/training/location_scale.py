@@ -18,7 +18,7 @@ from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from nnunetv2_uda.training.augmentation import after_spatial_augmentation
 
 CURVE_POINTS = 256  # samples of each Bezier curve; the mapping interpolates between them
-BACKGROUND_LEVEL = 0.01  # voxels this close to the image minimum (air) keep their intensity, as in SLAug
+BACKGROUND_LEVEL = 0.05  # voxels this close to the image minimum (air and its noise) keep their intensity, as in SLAug
 
 
 def random_curve(reversed_: bool) -> tuple[torch.Tensor, torch.Tensor]:
