@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
 from nnunetv2_uda.pipeline.config import TRAINERS
@@ -15,7 +12,6 @@ from nnunetv2_uda.training.location_scale_trainers import (
     nnUNetTrainerUDASmallLocationScale,
 )
 from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
-from nnunetv2_uda.training.quick_trainer import QUICK_INITIAL_LR
 
 
 def _has_it(transforms) -> bool:
@@ -26,15 +22,6 @@ def _has_it(transforms) -> bool:
 def test_training_augmentation_has_it_validation_does_not(trainer_class):
     assert _has_it(trainer_class.get_training_transforms((64, 64), (-0.5, 0.5), [[1, 1], [0.5, 0.5]], (0, 1), False))
     assert not _has_it(trainer_class.get_validation_transforms([[1, 1], [0.5, 0.5]]))
-
-
-def test_the_quick_variant_keeps_the_quick_settings(tiny_plans):
-    plans = {**json.loads(tiny_plans.read_text()), "continue_training": False}  # nnUNetv2_train adds this key
-    dataset_json = json.loads((tiny_plans.parent / "dataset.json").read_text())
-    trainer = nnUNetTrainerUDAQuickLocationScale(plans, "2d", 0, dataset_json, torch.device("cpu"))
-    trainer.initialize()
-    assert type(trainer.optimizer) is torch.optim.Adam and trainer.initial_lr == QUICK_INITIAL_LR
-    assert trainer.oversample_foreground_percent == 1.0
 
 
 @pytest.mark.parametrize("trainer", ["nnUNetTrainerUDASmallLocationScale", "nnUNetTrainerUDAQuickLocationScale",

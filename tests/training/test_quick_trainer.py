@@ -12,6 +12,8 @@ from conftest import dice
 from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
 from nnunetv2_uda.checkpoints import load_checkpoint
+from nnunetv2_uda.training.gin_trainers import nnUNetTrainerUDAQuickGIN
+from nnunetv2_uda.training.location_scale_trainers import nnUNetTrainerUDAQuickLocationScale
 from nnunetv2_uda.training.quick_trainer import (
     QUICK_INITIAL_LR,
     nnUNetTrainerUDAQuick,
@@ -24,9 +26,11 @@ def _inputs(tiny_plans) -> tuple[dict, dict]:
     return plans, json.loads((tiny_plans.parent / "dataset.json").read_text())
 
 
-def test_adam_with_poly_decay_and_every_patch_on_an_organ(tiny_plans):
+@pytest.mark.parametrize("trainer_class", [nnUNetTrainerUDAQuick, nnUNetTrainerUDAQuickGIN,
+                                           nnUNetTrainerUDAQuickLocationScale])  # and its augmentation variants
+def test_adam_with_poly_decay_and_every_patch_on_an_organ(trainer_class, tiny_plans):
     plans, dataset_json = _inputs(tiny_plans)
-    trainer = nnUNetTrainerUDAQuick(plans, "2d", 0, dataset_json, torch.device("cpu"))
+    trainer = trainer_class(plans, "2d", 0, dataset_json, torch.device("cpu"))
     trainer.initialize()
     assert type(trainer.optimizer) is torch.optim.Adam
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(QUICK_INITIAL_LR)
