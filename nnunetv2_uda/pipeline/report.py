@@ -52,7 +52,7 @@ def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str,
     counts = Counter(sequences.values())
     if len(counts) < 2:
         return None
-    columns = {tag: f"{tag} ({count} cases)" for tag, count in sorted(counts.items())}
+    columns = {tag: f"{tag} ({count} case{'' if count == 1 else 's'})" for tag, count in sorted(counts.items())}
     summaries = {}
     for row in rows:
         record = manifest.stages.get(f"evaluate_{row}")

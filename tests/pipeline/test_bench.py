@@ -94,8 +94,11 @@ def test_every_experiment_has_its_files_without_machine_paths(name):
     for run in (folder / "runs").glob("*") if (folder / "runs").is_dir() else ():
         assert run.name.isdigit() and (run / "report.md").is_file() and (run / "ct2mr_real.yaml").is_file()
         config = translator_flags_as_keys(yaml.safe_load((run / "ct2mr_real.yaml").read_text()))
-        assert {key: value for key, value in config.items() if key not in (*MACHINE_KEYS, "dataset_id_base")} \
-            == recipe, f"{run} ran exactly the recipe (dataset ids: set by hand before they were found automatically)"
+        ran = {key: value for key, value in config.items() if key not in (*MACHINE_KEYS, "dataset_id_base")}
+        assert ran["ablation"] == [row for row in recipe["ablation"] if row in ran["ablation"]], \
+            f"{run} ran the recipe's rows or, with --rows, some of them"
+        assert {**ran, "ablation": recipe["ablation"]} == recipe, \
+            f"{run} ran exactly the recipe (dataset ids: set by hand before they were found automatically)"
 
 
 def test_bench_scripts_import_the_package_not_each_other():

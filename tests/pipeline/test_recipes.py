@@ -227,7 +227,7 @@ def test_report_scores_each_row_per_mri_sequence(tmp_path):
         manifest.mark_started(f"evaluate_{row}", "hash", {})
         manifest.mark_finished(f"evaluate_{row}", {"folder": str(folder)}, 1.0)
     table = per_sequence_table(manifest, ["only_ct", "only_ct_mdm"], {"a": "T1", "b": "T2", "c": "T1"})
-    assert table.splitlines()[0] == "| Method | T1 (2 cases) | T2 (1 cases) | Average |"
+    assert table.splitlines()[0] == "| Method | T1 (2 cases) | T2 (1 case) | Average |"
     assert table.splitlines()[2] == "| only CT | 60.00 / 50.00 | 90.00 / 80.00 | 75.00 / 65.00 |"
     assert table.splitlines()[3] == "| only CT + MDM | 50.00 / 40.00 | 90.00 / 80.00 | 63.33 / 53.33 |"
     assert per_sequence_table(manifest, ["only_ct"], {"a": "T2", "b": "T2"}) is None
