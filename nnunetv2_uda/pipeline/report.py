@@ -45,10 +45,12 @@ def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dic
     return summaries
 
 
-def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str, str]) -> str | None:
+def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str, str],
+                       trained: list[str] | None = None) -> str | None:
     """Table 7 form with the MRI sequences as columns: each scored row's average (the mean over a case's organs,
-    averaged over cases, as in Table 7's Average) per sequence, from the rows' per-case metrics; None with fewer
-    than two sequences. MDM exists because rows fare differently per sequence."""
+    averaged over cases, as in Table 7's Average) per sequence, from the rows' per-case metrics, over the
+    ``trained`` organs where the config names them (the others are misses by design); None with fewer than two
+    sequences. MDM exists because rows fare differently per sequence."""
     counts = Counter(sequences.values())
     if len(counts) < 2:
         return None
@@ -60,7 +62,7 @@ def per_sequence_table(manifest: Manifest, rows: list[str], sequences: dict[str,
             continue
         with open(Path(record["outputs"]["folder"]) / METRICS_CSV, newline="") as handle:
             metrics = [{**line, **{metric: float(line[metric]) for metric in METRICS}}
-                       for line in csv.DictReader(handle)]
+                       for line in csv.DictReader(handle) if not trained or line["organ"] in trained]
         summary = {column: average_statistics([m for m in metrics if sequences.get(m["case"]) == tag])
                    for tag, column in columns.items()}
         summaries[ROW_TITLES.get(row, row)] = {**summary, AVERAGE_KEY: average_statistics(metrics)}
@@ -114,9 +116,10 @@ def write_report(out: Path, manifest: Manifest, run_info: dict) -> Path:
                   "Each row is scored on its own MRI segmentations: the pseudo-labels of its segmentation network, "
                   "after MDM where the row has it, and the final network's predictions for the PLF rows. The "
                   "validation labels are used for these scores only.", "", table7(validation, config['organs']), ""]
-        by_sequence = per_sequence_table(manifest, rows, run_info["sequences"])
+        by_sequence = per_sequence_table(manifest, rows, run_info["sequences"], config["organs"])
         if by_sequence:
-            lines += ["### Per MRI sequence (mean over organs and cases, DSC / NSD in %)", "", by_sequence, ""]
+            over = "the trained organs" if config["organs"] else "organs"
+            lines += [f"### Per MRI sequence (mean over {over} and cases, DSC / NSD in %)", "", by_sequence, ""]
         final_row = rows[-1]
         if final_row in validation:
             lines += [f"## Final per-organ scores, {ROW_TITLES.get(final_row, final_row)} (Table 5 form)", "",

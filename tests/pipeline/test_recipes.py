@@ -231,6 +231,8 @@ def test_report_scores_each_row_per_mri_sequence(tmp_path):
     assert table.splitlines()[2] == "| only CT | 60.00 / 50.00 | 90.00 / 80.00 | 75.00 / 65.00 |"
     assert table.splitlines()[3] == "| only CT + MDM | 50.00 / 40.00 | 90.00 / 80.00 | 63.33 / 53.33 |"
     assert per_sequence_table(manifest, ["only_ct"], {"a": "T2", "b": "T2"}) is None
+    trained = per_sequence_table(manifest, ["only_ct"], {"a": "T1", "b": "T2"}, trained=["spleen"])
+    assert trained.splitlines()[2] == "| only CT | 70.00 / 60.00 | n/a / n/a | 70.00 / 60.00 |"  # b: no spleen scored
 
 
 def test_table7_adds_the_mean_over_the_trained_organs():
