@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nnunetv2.preprocessing.normalization.default_normalization_schemes import ZScoreNormalization
 
 from nnunetv2_uda.command_line import command
 from nnunetv2_uda.phantoms.datasets import make_ct_case, make_mri_case
@@ -27,7 +28,8 @@ SAMPLES = 6
 
 
 def z_scored(image: np.ndarray) -> np.ndarray:
-    return ((image - image.mean()) / image.std()).astype(np.float32)
+    """The whole volume normalized as nnU-Net's plans for these phantoms do (its ZScoreNormalization)."""
+    return ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}).run(image.astype(np.float32))
 
 
 def middle_slice_with_liver(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +54,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     ct = make_ct_case(0, SHAPE, seed=0)
-    image, label = middle_slice_with_liver(z_scored(ct.image.astype(np.float32)), ct.label)
+    image, label = middle_slice_with_liver(z_scored(ct.image), ct.label)
     rows = [("random intensity networks (GIN)", RandomIntensityNetworkTransform()),
             ("location-scale, global", LocationScaleTransform(class_level_probability=0)),
             ("location-scale, class level", LocationScaleTransform(class_level_probability=1))]
@@ -63,7 +65,7 @@ def main() -> None:
     axes[0, 0].set_title("CT (z-scored)", fontsize=9)
     for column, case in enumerate((0, 1, 2), start=1):  # T1, T2, DWI
         mri = make_mri_case(case, SHAPE, seed=0)
-        slice_, _ = middle_slice_with_liver(z_scored(mri.image.astype(np.float32)), mri.label)
+        slice_, _ = middle_slice_with_liver(z_scored(mri.image), mri.label)
         axes[0, column].imshow(slice_, cmap="gray")
         axes[0, column].set_title(f"{mri.modality} phantom", fontsize=9)
     for row, (title, transform) in enumerate(rows, start=1):

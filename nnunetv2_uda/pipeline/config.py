@@ -295,6 +295,7 @@ def source_budget_key(config: PipelineConfig, source: str) -> str:
 
 
 def source_budget(config: PipelineConfig, source: str) -> TrainingBudget:
+    """The training budget of the network trained on ``source`` (the config key :func:`source_budget_key` names)."""
     return getattr(config, source_budget_key(config, source))
 
 

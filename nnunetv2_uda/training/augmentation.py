@@ -6,10 +6,14 @@ intensity augmentations (noise, blur, brightness, contrast, gamma) still act on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform
+
+from nnunetv2_uda.training.small_trainer import nnUNetTrainerUDASmall
 
 
 def after_spatial_augmentation(transforms: BasicTransform, step: BasicTransform) -> ComposeTransforms:
@@ -25,3 +29,12 @@ def after_spatial_augmentation(transforms: BasicTransform, step: BasicTransform)
                          f"{type(step).__name__} after")
     steps.insert(spatial[-1] + 1, step)
     return ComposeTransforms(steps)
+
+
+def training_transforms_with(add: Callable[[BasicTransform], ComposeTransforms]) -> staticmethod:
+    """A ``get_training_transforms`` for a trainer of ours: ``nnUNetTrainerUDASmall``'s transforms (nnU-Net's own),
+    then ``add`` (e.g. ``with_random_intensity_networks``); nnU-Net passes its arguments through unchanged."""
+    def get_training_transforms(*args, **kwargs) -> BasicTransform:
+        return add(nnUNetTrainerUDASmall.get_training_transforms(*args, **kwargs))
+
+    return staticmethod(get_training_transforms)

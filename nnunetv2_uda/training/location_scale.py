@@ -46,7 +46,7 @@ def location_scale(values: torch.Tensor, reversed_: bool) -> torch.Tensor:
     middle 60 % of ``values`` stays inside [0, 1] (SLAug's settings); the result is clipped to [0, 1]."""
     curved = interpolate(values, *random_curve(reversed_))
     scale = float(torch.normal(1.0, 0.1, ()).clamp(0.9, 1.1))
-    low, high = torch.quantile(curved, torch.tensor([0.2, 0.8])) if curved.numel() else (0.0, 0.0)
+    low, high = torch.quantile(curved, torch.tensor([0.2, 0.8]))  # every class drawn has voxels
     shift = float(torch.normal(0.0, 0.5, ()).clamp(-float(low), 1 - float(high)))
     return (curved * scale + shift).clamp(0, 1)
 

@@ -4,8 +4,7 @@ networks for which no organ's brightness, relative to the others or to fat, is a
 
 from __future__ import annotations
 
-from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
-
+from nnunetv2_uda.training.augmentation import training_transforms_with
 from nnunetv2_uda.training.location_scale import with_location_scale
 from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
 from nnunetv2_uda.training.quick_trainer import nnUNetTrainerUDAQuick, nnUNetTrainerUDAQuickPseudoLabel
@@ -16,13 +15,7 @@ class nnUNetTrainerUDASmallLocationScale(nnUNetTrainerUDASmall):
     """``nnUNetTrainerUDASmall`` with the global or class-level location-scale augmentation (half of the samples
     each) after the spatial augmentation; validation and inference see the images as they are."""
 
-    @staticmethod
-    def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
-                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
-                                foreground_labels=None, regions=None, ignore_label=None) -> BasicTransform:
-        return with_location_scale(nnUNetTrainerUDASmall.get_training_transforms(
-            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
-            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label))
+    get_training_transforms = training_transforms_with(with_location_scale)
 
 
 class nnUNetTrainerUDAQuickLocationScale(nnUNetTrainerUDAQuick, nnUNetTrainerUDASmallLocationScale):
