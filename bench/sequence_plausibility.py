@@ -32,7 +32,8 @@ CAP = 3.0  # standard deviations: beyond this an organ is simply implausible (an
 
 def organ_ids(ct_dataset: Path, organs: list[str] | None) -> dict[str, int]:
     labels = json.loads((ct_dataset / "dataset.json").read_text())["labels"]
-    return {name: int(value) for name, value in labels.items() if name != "background" and (not organs or name in organs)}
+    return {name: int(value) for name, value in labels.items()
+            if name != "background" and (not organs or name in organs)}
 
 
 def log_volume_reference(ct_labels: Path, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +65,7 @@ def main() -> None:
     u = {}
     if uncertainty_csv.is_file():
         with open(uncertainty_csv) as handle:
-            u = {row["case"]: float(row["uncertainty"]) for row in csv.DictReader(handle)}
+            u = {row["case"]: float(row["u"]) for row in csv.DictReader(handle)}
     print(f"organs: {', '.join(ids)}")
     print(f"{'sequence':<12}{'cases':>6}{'implausibility (median)':>26}{'mean u (finite)':>18}")
     table = []
