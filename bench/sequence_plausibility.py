@@ -7,45 +7,30 @@ The criterion, fixed before it was computed on any run (2026-12-07): for each tr
 else every label of the CT dataset), the CT training labels give the mean and standard deviation of the organ's log
 volume (mL). A pseudo-label's organ scores ``|log v - mean| / std`` capped at 3, and 3 when the organ is absent; a
 case scores the mean over organs; a sequence the median over its cases. Lower is more plausible, and ranks first.
-Nothing here reads evaluation labels. Not run in CI (it needs a finished run with several sequences).
+Organs the CT labels never hold (BTCV's duodenum) are left out: added after the first computation, which scored them
+3 in every case. That first computation also read the original CT dataset's label ids, which the pipeline's copy
+renumbers for the trained organs (the phantoms' left kidney: 13 there, 4 in the pseudo-labels); this script now reads
+the copy. Both computations ranked the sequences the same way on both runs they were made on.
+The criterion now lives in ``nnunetv2_uda.pseudolabels.organ_volumes`` (``nnUNetv2_uda_mdm --ct_labels``, the
+pipeline's ``sequence_ranking: plausibility``), with a floor of 0.05 on the standard deviation; this script compares it
+with the uncertainty ranking on a run that ranked by uncertainty. Nothing here reads evaluation labels. Not run in CI
+(it needs a finished run with several sequences).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import math
 from pathlib import Path
-
-import numpy as np
 
 from nnunetv2_uda.command_line import command
 from nnunetv2_uda.images import read_label_map
 from nnunetv2_uda.pipeline.datasets import nnunet_folders
 from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.pseudolabels.filtering import UNCERTAINTY_CSV, read_uncertainty_csv
 from nnunetv2_uda.pseudolabels.label_io import label_files
-from nnunetv2_uda.pseudolabels.matching import organ_volumes_ml
-
-CAP = 3.0  # standard deviations: beyond this an organ is simply implausible (an absent organ scores it too)
-
-
-def organ_ids(ct_dataset: Path, organs: list[str] | None) -> dict[str, int]:
-    labels = json.loads((ct_dataset / "dataset.json").read_text())["labels"]
-    return {name: int(value) for name, value in labels.items()
-            if name != "background" and (not organs or name in organs)}
-
-
-def log_volume_reference(ct_labels: Path, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of each organ's log volume (mL) over the CT cases where it is present."""
-    volumes = np.array([organ_volumes_ml(read_label_map(path), ids) for path in label_files(ct_labels).values()])
-    logs = np.where(volumes > 0, np.log(np.maximum(volumes, 1e-9)), np.nan)
-    return np.nanmean(logs, axis=0), np.nanstd(logs, axis=0)
-
-
-def implausibility(volumes: np.ndarray, mean: np.ndarray, std: np.ndarray) -> float:
-    scores = np.where(volumes > 0, np.abs(np.log(np.maximum(volumes, 1e-9)) - mean) / std, CAP)
-    return float(np.minimum(scores, CAP).mean())
+from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, volume_reference
+from nnunetv2_uda.pseudolabels.sequences import mean_uncertainty, median_implausibility, order_sub_domains
 
 
 def main() -> None:
@@ -53,31 +38,25 @@ def main() -> None:
     parser.add_argument("pipeline", type=Path, help="the output_folder of a finished nnUNetv2_uda_run")
     parser.add_argument("--source", default="ct", help="whose pseudo-labels: step pseudolabel_<source> (default: ct)")
     args = parser.parse_args()
-    run = json.loads((args.pipeline / "run.json").read_text())
-    config, sequences = run["config"], run["sequences"]
-    pseudolabels = Path(Manifest(args.pipeline, roots=nnunet_folders()).stages[f"pseudolabel_{args.source}"]
-                        ["outputs"]["labels"])
-    ids = organ_ids(Path(config["ct_dataset"]), config.get("organs"))
-    mean, std = log_volume_reference(Path(config["ct_dataset"]) / "labelsTr", list(ids.values()))
-    per_case = {case: implausibility(organ_volumes_ml(read_label_map(path), list(ids.values())), mean, std)
-                for case, path in label_files(pseudolabels).items()}
-    uncertainty_csv = args.pipeline / f"mdm_{args.source}_sequence_ranking" / "uncertainty.csv"
-    u = {}
-    if uncertainty_csv.is_file():
-        with open(uncertainty_csv) as handle:
-            u = {row["case"]: float(row["u"]) for row in csv.DictReader(handle)}
-    print(f"organs: {', '.join(ids)}")
+    sequences = json.loads((args.pipeline / "run.json").read_text())["sequences"]
+    stages = Manifest(args.pipeline, roots=nnunet_folders()).stages
+    volumes = {case: label_volumes_ml(read_label_map(path)) for case, path in
+               label_files(Path(stages[f"pseudolabel_{args.source}"]["outputs"]["labels"])).items()}
+    trained = Path(stages["copy_ct"]["outputs"]["folder"]) / "labelsTr"  # the CT labels the networks learned
+    reference = volume_reference(trained, sorted({int(i) for v in volumes.values() for i in v.nonzero()[0]} - {0}))
+    implausibility = median_implausibility(sequences, {case: reference.implausibility(case_volumes)
+                                                       for case, case_volumes in volumes.items()})
+    uncertainty_csv = args.pipeline / f"mdm_{args.source}_sequence_ranking" / UNCERTAINTY_CSV
+    uncertainty = mean_uncertainty(sequences, read_uncertainty_csv(uncertainty_csv)) \
+        if uncertainty_csv.is_file() else {}
     print(f"{'sequence':<12}{'cases':>6}{'implausibility (median)':>26}{'mean u (finite)':>18}")
-    table = []
-    for sequence in sorted(set(sequences.values())):
-        cases = [case for case, tag in sequences.items() if tag == sequence and case in per_case]
-        finite = [u[case] for case in cases if case in u and math.isfinite(u[case])]
-        mean_u = sum(finite) / len(finite) if finite else math.nan
-        table.append((sequence, float(np.median([per_case[case] for case in cases])), mean_u))
-        print(f"{sequence:<12}{len(cases):>6}{table[-1][1]:>26.2f}{mean_u:>18.3f}")
-    print("ranking by plausibility:", [row[0] for row in sorted(table, key=lambda row: (row[1], row[0]))])
-    if u:
-        print("ranking by uncertainty: ", [row[0] for row in sorted(table, key=lambda row: (row[2], row[0]))])
+    for sequence in sorted(implausibility):
+        cases = sum(tag == sequence for tag in sequences.values())
+        u = uncertainty.get(sequence, float("nan"))
+        print(f"{sequence:<12}{cases:>6}{implausibility[sequence]:>26.2f}{u:>18.3f}")
+    print("ranking by plausibility:", order_sub_domains(sequences, scores=implausibility))
+    if uncertainty:
+        print("ranking by uncertainty: ", order_sub_domains(sequences, scores=uncertainty))
 
 
 if __name__ == "__main__":

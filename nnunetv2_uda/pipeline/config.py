@@ -19,6 +19,9 @@ from nnunetv2_uda.pipeline.rows import ABLATION_ROWS, ROWS
 from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
+# how MDM ranks the MRI sequences without sequence_order: by the organ-volume plausibility of the pseudo-labels
+# against the CT labels (nnUNetv2_uda_mdm --ct_labels), or by their mean snapshot uncertainty (the paper's way)
+SEQUENCE_RANKINGS = ("plausibility", "uncertainty")
 # segmentation trainer -> its snapshot (pseudo-labeling) counterpart
 TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
             "nnUNetTrainerUDAQuick": "nnUNetTrainerUDAQuickPseudoLabel",
@@ -101,6 +104,7 @@ class PipelineConfig:
     mri_default_sequence: str | None = None
     ablation: str | list[str] = "asit_mdm_plf"
     sequence_order: list[str] | None = None
+    sequence_ranking: str = "plausibility"  # without sequence_order: see SEQUENCE_RANKINGS
     translator: TranslatorSettings = field(default_factory=TranslatorSettings)  # stage 1: nnUNetv2_uda_train_translator
     source_training: TrainingBudget = field(default_factory=TrainingBudget)
     ct_training: TrainingBudget | None = None
@@ -229,6 +233,8 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'target_spacing': expected 3 numbers (z y x, mm), got {config.target_spacing}")
     if config.target_spacing is not None and any(spacing <= 0 for spacing in config.target_spacing):
         problems.append(f"'target_spacing': spacings must be positive (mm), got {config.target_spacing}")
+    if config.sequence_ranking not in SEQUENCE_RANKINGS:
+        problems.append(f"'sequence_ranking': {config.sequence_ranking!r} is not one of {', '.join(SEQUENCE_RANKINGS)}")
     if config.device not in ("cpu", "cuda", "mps"):
         problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
     if isinstance(config.scheduler, str) and "://" not in config.scheduler:
@@ -282,8 +288,8 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
 
 def ranking_sources(config: PipelineConfig) -> set[str]:
     """The source networks whose snapshot uncertainty ranks the MRI sequences for MDM (those the MDM rows start
-    from), none where the config gives the order (``sequence_order``)."""
-    if config.sequence_order:
+    from), none where the config gives the order (``sequence_order``) or ranks by organ volumes."""
+    if config.sequence_order or config.sequence_ranking != "uncertainty":
         return set()
     return {ROWS[row].source for row in config.rows if row in ROWS and ROWS[row].mdm}
 
@@ -301,10 +307,12 @@ def source_budget(config: PipelineConfig, source: str) -> TrainingBudget:
 
 def source_snapshots(config: PipelineConfig, source: str) -> int:
     """How many snapshot pseudo-labels of the MRI the network trained on ``source`` keeps for MDM's ranking:
-    ``num_snapshots``, fewer where its training has fewer epochs, none where ``sequence_order`` is given or fewer than
-    two fit. The ASIT network keeps them whether or not an MDM row follows, so adding an MDM row to a run keeps its
+    ``num_snapshots``, fewer where its training has fewer epochs, none where the sequences are not ranked by
+    uncertainty (``sequence_order`` given, or ``sequence_ranking`` another) or fewer than two fit. With uncertainty
+    ranking the ASIT network keeps them whether or not an MDM row follows, so adding an MDM row to a run keeps its
     trained ASIT network; the CT network, which most rows use without MDM, only where an MDM row starts from it."""
-    if config.sequence_order or (source != "asit" and source not in ranking_sources(config)):
+    if config.sequence_order or config.sequence_ranking != "uncertainty" or (
+            source != "asit" and source not in ranking_sources(config)):
         return 0
     count = min(config.self_training.num_snapshots, source_budget(config, source).epochs)
     return count if count >= 2 else 0

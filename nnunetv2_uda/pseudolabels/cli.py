@@ -58,13 +58,21 @@ def mdm_entry() -> None:
                                                    "nnUNetv2_uda_filter_pseudolabels' output)")
     parser.add_argument("output_folder", help="where the updated pseudo-labels go")
     parser.add_argument("--order", nargs="+", default=None, metavar="SEQ",
-                        help="sub-domains best first (default: by mean u from --uncertainty_csv)")
+                        help="sub-domains best first (default: ranked by --ct_labels or --uncertainty_csv)")
     parser.add_argument("--sequences_csv", default=None,
                         help="CSV with columns case,sequence; takes priority over sidecars and name tokens "
                              "(default: none)")
-    parser.add_argument("--uncertainty_csv", default=None,
-                        help="uncertainty.csv of nnUNetv2_uda_filter_pseudolabels, orders sub-domains by mean u "
-                             "(default: none; needed with several sub-domains unless --order is given)")
+    ranking = parser.add_mutually_exclusive_group()
+    ranking.add_argument("--ct_labels", default=None, metavar="FOLDER",
+                         help="labeled CT cases (e.g. labelsTr of the CT dataset, the label ids of the pseudo-labels): "
+                              "ranks the sub-domains by how far their pseudo-labels' organ volumes lie from the CT "
+                              "cases' (median over a sub-domain's cases of the mean over organs of |log volume - CT "
+                              "mean| / CT standard deviation, capped at 3; an absent organ counts 3). Does not reward "
+                              "a network that is confidently wrong, as --uncertainty_csv can")
+    ranking.add_argument("--uncertainty_csv", default=None,
+                         help="uncertainty.csv of nnUNetv2_uda_filter_pseudolabels: ranks the sub-domains by mean "
+                              "snapshot uncertainty u (the paper's way). With several sub-domains and no --order, "
+                              "one of --ct_labels and --uncertainty_csv is needed")
     parser.add_argument("--registration_on", choices=("labels", "images"), default="labels",
                         help="register the label maps (default; sequences differ in contrast) or the z-scored "
                              "images")
@@ -75,8 +83,8 @@ def mdm_entry() -> None:
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()
     records = multi_domain_matching(args.images_folder, args.pseudolabel_folder, args.output_folder, args.order,
-                                    args.sequences_csv, args.uncertainty_csv, args.registration_on, args.overwrite,
-                                    args.allow_nonfinite)
+                                    args.sequences_csv, args.uncertainty_csv, args.ct_labels, args.registration_on,
+                                    args.overwrite, args.allow_nonfinite)
     matched = sum(1 for record in records if record.matched_case)
     print(f"{matched} of {len(records)} pseudo-labels replaced by matched ones; written to {args.output_folder}")
 

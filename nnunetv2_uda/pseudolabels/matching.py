@@ -3,8 +3,10 @@
 Target MRI mixes sequences (sub-domains); pseudo-labels are good on some and poor on others. Each case X of a
 worse sub-domain takes the pseudo-label of the better-domain case u* whose organ volumes are closest to X's own
 (eq. 5: argmin_u ||vol(X) - vol(u)||_1, volumes in mL), affinely registered onto X and warped into X's geometry.
-Sub-domains are handled best first; a case's candidates are all cases of strictly better sub-domains, with the
-labels they have in the output (original for the best sub-domain, already matched for the others).
+Sub-domains are ranked by the user's order, by how plausible their organ volumes are against labeled CT cases, or
+by their mean snapshot uncertainty; they are handled best first, and a case's candidates are all cases of strictly
+better sub-domains, with the labels they have in the output (original for the best sub-domain, already matched for
+the others).
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ from nnunetv2_uda.pseudolabels.label_io import (
     read_reference,
     require_cases,
 )
+from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, organ_volumes_ml, select, volume_reference
 from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
-from nnunetv2_uda.pseudolabels.sequences import assign_sequences, order_sub_domains
+from nnunetv2_uda.pseudolabels.sequences import (
+    assign_sequences,
+    mean_uncertainty,
+    median_implausibility,
+    order_sub_domains,
+)
 
 MATCHES_CSV = "mdm_matches.csv"
 MATCHES_PNG = "mdm_matches.png"
@@ -48,13 +56,6 @@ class MatchRecord:
     volume_L1_mL: float  # noqa: N815 (the CSV column name)
     metric_before: float  # registration's mean squares before and after (nan when copied)
     metric_after: float
-
-
-def organ_volumes_ml(label: sitk.Image, label_ids: list[int]) -> np.ndarray:
-    """Volume in mL of each label id (vol in eq. 5)."""
-    voxel_ml = float(np.prod(label.GetSpacing())) / 1000.0
-    counts = np.bincount(sitk.GetArrayViewFromImage(label).ravel().astype(np.int64), minlength=max(label_ids) + 1)
-    return counts[label_ids] * voxel_ml
 
 
 def nearest_by_volume(volumes: np.ndarray, candidates: dict[str, np.ndarray]) -> tuple[str, float]:
@@ -118,7 +119,7 @@ def plot_label_panels(panels: list[Panel], columns: list[str], path: Path) -> No
 
 def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | str, output_folder: Path | str,
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
-                          uncertainty_csv: Path | str | None = None,
+                          uncertainty_csv: Path | str | None = None, ct_labels: Path | str | None = None,
                           registration_on: RegistrationInput = "labels", overwrite: bool = False,
                           allow_nonfinite: bool = False) -> list[MatchRecord]:
     """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case, ``mdm_matches.csv`` and, where a case
@@ -127,7 +128,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     The output folder must be new or empty unless ``overwrite`` (then it is replaced once the new one is complete).
     A case whose files cannot be read, or whose match cannot be registered, is left out (and is no candidate for
     others); the other cases are still written, then :class:`FailedCasesError` names the failed ones.
-    ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on="images"``.
+    ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on="images"``. Without ``order``,
+    the sub-domains are ranked by ``ct_labels`` (a folder of labeled CT cases: median organ-volume implausibility,
+    :mod:`organ_volumes`) or ``uncertainty_csv`` (mean snapshot uncertainty), whichever is given.
     """
     images_folder, pseudolabel_folder, output = Path(images_folder), Path(pseudolabel_folder), Path(output_folder)
     labels = label_files(pseudolabel_folder)
@@ -138,12 +141,15 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     if without_image:
         raise PseudoLabelError(f"case(s) {without_image} have a pseudo-label in {pseudolabel_folder} but no image "
                                f"<case>_0000.nii.gz in {images_folder}")
-    inputs = (images_folder, pseudolabel_folder, sequences_csv, uncertainty_csv)
+    if uncertainty_csv and ct_labels:
+        raise PseudoLabelError("give either the uncertainty CSV or the CT labels to rank the sub-domains by, not both")
+    inputs = (images_folder, pseudolabel_folder, sequences_csv, uncertainty_csv, ct_labels)
     check_output_folder(output, inputs, overwrite)
     cases = sorted(labels)
     sequences = assign_sequences(cases, images_folder, Path(sequences_csv) if sequences_csv else None)
-    uncertainty = read_uncertainty_csv(Path(uncertainty_csv)) if uncertainty_csv else None
-    ranking = order_sub_domains(sequences, order, uncertainty)
+    if order or not (uncertainty_csv or ct_labels):
+        order_sub_domains(sequences, order)  # a bad order, or no way to rank, is refused before any label is read
+    scores = mean_uncertainty(sequences, read_uncertainty_csv(Path(uncertainty_csv))) if uncertainty_csv else None
 
     def read_target(case: str) -> sitk.Image:
         """The case's image: its geometry only, unless registration compares images."""
@@ -151,25 +157,32 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         return read_image(image_file, allow_nonfinite) if registration_on == "images" else read_reference(image_file)
 
     failures: dict[str, str] = {}
-    present: set[int] = set()
+    volumes: dict[str, np.ndarray] = {}
     for case in tqdm(cases, desc="checking pseudo-labels", disable=None):
         try:
-            label = read_label_matching(labels[case], read_target(case), case)
+            volumes[case] = label_volumes_ml(read_label_matching(labels[case], read_target(case), case))
         except EXPECTED_ERRORS as error:
             failures[case] = one_line(error)
-            continue
-        present.update(int(v) for v in np.unique(sitk.GetArrayViewFromImage(label)) if v > 0)
     if len(failures) == len(cases):
         raise FailedCasesError(failures, len(cases), None)
-    label_ids = sorted(present)
-    if len(ranking) == 1:
-        print(f"multi-domain matching: a single sub-domain ({ranking[0]}), nothing to match; pseudo-labels are "
-              f"copied unchanged to {output}")
-    elif not label_ids:
+    label_ids = sorted({int(value) for case_volumes in volumes.values() for value in np.flatnonzero(case_volumes)}
+                       - {0})
+    several = len(set(sequences.values())) > 1
+    if several and not label_ids:
         raise PseudoLabelError(f"every pseudo-label in {pseudolabel_folder} is empty: there are no organ volumes to "
                                f"match by")
+    if ct_labels and several and not order:
+        reference = volume_reference(Path(ct_labels), label_ids)
+        scores = median_implausibility(sequences, {case: reference.implausibility(case_volumes)
+                                                   for case, case_volumes in volumes.items()})
+    ranking = order_sub_domains(sequences, order, scores)
+    if not several:
+        print(f"multi-domain matching: a single sub-domain ({ranking[0]}), nothing to match; pseudo-labels are "
+              f"copied unchanged to {output}")
     else:
-        print(f"multi-domain matching: sub-domains best first: {ranking}")
+        how = "" if order else f" ({'organ-volume implausibility' if ct_labels else 'mean uncertainty u'}: " + \
+            ", ".join(f"{sequence} {scores[sequence]:.3g}" for sequence in ranking) + ")"
+        print(f"multi-domain matching: sub-domains best first: {ranking}{how}")
 
     records: list[MatchRecord] = []
     panels: list[Panel] = []
@@ -191,7 +204,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     if not candidates:
                         raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
                                                f"it with")
-                    match, distance = nearest_by_volume(organ_volumes_ml(label, label_ids), candidates)
+                    match, distance = nearest_by_volume(select(volumes[case], label_ids), candidates)
                     match_label = read_label_map(done[match])
                     fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
                     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows
@@ -54,8 +55,9 @@ def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path 
 
 
 def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
-                      uncertainty: dict[str, float] | None = None) -> list[str]:
-    """Sub-domains best first: the user's order, else by mean pseudo-label uncertainty (finite u only)."""
+                      scores: dict[str, float] | None = None) -> list[str]:
+    """Sub-domains best first: the user's order, else by ``scores`` (one per sub-domain, lower is better; from
+    :func:`mean_uncertainty` or :func:`median_implausibility`)."""
     present = sorted(set(sequences.values()))
     if order:
         repeated = sorted({sequence for sequence in order if order.count(sequence) > 1})
@@ -70,16 +72,32 @@ def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
         return list(order)
     if len(present) == 1:
         return present
-    if uncertainty is None:
-        raise PseudoLabelError(f"{len(present)} sub-domains {present}: give their order (--order, best first) or the "
-                               f"uncertainty CSV of nnUNetv2_uda_filter_pseudolabels (--uncertainty_csv)")
+    if scores is None:
+        raise PseudoLabelError(f"{len(present)} sub-domains {present}: give their order (--order, best first), the "
+                               f"labeled CT cases to rank them by the plausibility of their organ volumes "
+                               f"(--ct_labels) or the uncertainty CSV of nnUNetv2_uda_filter_pseudolabels "
+                               f"(--uncertainty_csv)")
+    return sorted(present, key=lambda sequence: (scores[sequence], sequence))
 
-    def mean_u(sequence: str) -> float:
-        values = [uncertainty[case] for case, s in sequences.items() if s == sequence and case in uncertainty]
-        finite = [u for u in values if math.isfinite(u)]
-        return sum(finite) / len(finite) if finite else math.inf
 
+def mean_uncertainty(sequences: dict[str, str], uncertainty: dict[str, float]) -> dict[str, float]:
+    """Each sub-domain's mean snapshot uncertainty u over its cases with a finite u (inf where none has one)."""
     missing = sorted(case for case in sequences if case not in uncertainty)
     if missing:
         raise PseudoLabelError(f"case(s) {missing} are not in the --uncertainty_csv")
-    return sorted(present, key=lambda sequence: (mean_u(sequence), sequence))
+    scores = {}
+    for sequence in set(sequences.values()):
+        finite = [uncertainty[case] for case, tag in sequences.items() if tag == sequence
+                  and math.isfinite(uncertainty[case])]
+        scores[sequence] = sum(finite) / len(finite) if finite else math.inf
+    return scores
+
+
+def median_implausibility(sequences: dict[str, str], implausibility: dict[str, float]) -> dict[str, float]:
+    """Each sub-domain's median organ-volume implausibility over its cases that have one (inf where none has)."""
+    scores = {}
+    for sequence in set(sequences.values()):
+        values = sorted(implausibility[case] for case, tag in sequences.items()
+                        if tag == sequence and case in implausibility)
+        scores[sequence] = float(statistics.median(values)) if values else math.inf
+    return scores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 import yaml
 from commands import run_in_process
+from pseudolabels.test_matching import organ_map, write_case
 
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.flare_labels import FLARE_LABELS
@@ -283,11 +285,12 @@ def test_rows_share_steps_and_mdm_needs_two_sequences(tmp_path):
 def test_only_ct_mdm_rows_match_the_ct_networks_pseudolabels_ranked_by_its_snapshots(tmp_path):
     config = config_from_dict(minimal(tmp_path, validation_labels=str(tmp_path / "val"),
                                       ablation=["only_ct", "only_ct_mdm", "only_ct_mdm_plf"],
-                                      ct_training={"epochs": 5, "iterations_per_epoch": 2}))
+                                      ct_training={"epochs": 5, "iterations_per_epoch": 2},
+                                      sequence_ranking="uncertainty"))
     steps, scored = build_steps(config, config.rows)
     by_name = {step.name: step for step in steps}
     assert not any(name.startswith(("translat", "train_asit")) for name in by_name)
-    assert set(by_name["mdm_ct"].depends) == {"pseudolabel_ct", "train_ct"}
+    assert set(by_name["mdm_ct"].depends) == {"pseudolabel_ct", "train_ct", "copy_ct"}
     assert set(by_name["selftrain_ct_mdm"].depends) == {"mdm_ct", "train_ct", "plan"}
     assert scored == {"only_ct": "pseudolabel_ct", "only_ct_mdm": "mdm_ct", "only_ct_mdm_plf": "predict_ct_mdm"}
     assert by_name["train_ct"].settings["num_snapshots"] == 4  # self-training's default
@@ -295,18 +298,51 @@ def test_only_ct_mdm_rows_match_the_ct_networks_pseudolabels_ranked_by_its_snaps
     assert dataset_name(600, "final_ct_mdm") == (629, "Dataset629_UDAFinalCTMDM")
     assert len({dataset_name(600, role) for role in DATASET_ROLES}) == len(DATASET_ROLES) == ID_SPAN
 
-    def train_ct(**overrides):  # without a CT MDM row, or with the order given, the CT network keeps no snapshots
-        plain = config_from_dict(minimal(tmp_path, **overrides))
+    def train_ct(**overrides):  # without a CT MDM row, with the order given, or ranked by organ volumes (the
+        # default), the CT network keeps no snapshots
+        plain = config_from_dict(minimal(tmp_path, **{"sequence_ranking": "uncertainty", **overrides}))
         return {step.name: step for step in build_steps(plain, plain.rows)[0]}["train_ct"].settings
     for settings in (train_ct(ablation=["only_ct_plf", "asit_mdm"]),
-                     train_ct(ablation=["only_ct_mdm_plf"], sequence_order=["T2", "T1"])):
+                     train_ct(ablation=["only_ct_mdm_plf"], sequence_order=["T2", "T1"]),
+                     train_ct(ablation=["only_ct_mdm_plf"], sequence_ranking="plausibility")):
         assert settings["num_snapshots"] is None and "PseudoLabel" not in settings["trainer"]
 
     rows, notes = row_plan(config, {"a": "T2", "b": "T2"})  # one sequence: as without MDM
     assert rows == ["only_ct", "only_ct_plf"] and len(notes) == 2
     too_short = minimal(tmp_path, ablation=["only_ct_mdm"], ct_training={"epochs": 3, "iterations_per_epoch": 2})
     with pytest.raises(ConfigError, match=r"'self_training.num_snapshots' \(4\) exceeds 'ct_training.epochs' \(3\)"):
-        config_from_dict(too_short)
+        config_from_dict({**too_short, "sequence_ranking": "uncertainty"})
+    config_from_dict(too_short)  # ranked by organ volumes: no snapshots needed
+    with pytest.raises(ConfigError, match=r"'sequence_ranking': 'volume' is not one of plausibility, uncertainty"):
+        config_from_dict({**too_short, "sequence_ranking": "volume"})
+
+
+def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
+    """By default the MDM step ranks the sequences by organ-volume plausibility against the labeled CT cases the
+    networks trained on; a given order wins. Runs the real nnUNetv2_uda_mdm on tiny label maps."""
+    images, pseudolabels, ct = tmp_path / "images", tmp_path / "pseudolabels", tmp_path / "ct"
+    for folder in (images, pseudolabels, ct / "labelsTr"):
+        folder.mkdir(parents=True)
+    write_case(pseudolabels, images, "mri_T2_0001", organ_map(1.0))
+    write_case(pseudolabels, images, "mri_T1_0002", organ_map(1.3))
+    for index, scale in enumerate((1.25, 1.3, 1.35)):  # CT organs the size of the T1 case's: T1 ranks first
+        write_case(ct / "labelsTr", tmp_path, f"ct_{index}", organ_map(scale))
+    matched = {}
+    for name, order in (("ranked", None), ("ordered", ["T2", "T1"])):
+        config = config_from_dict(minimal(tmp_path / name, ablation=["only_ct_mdm"], sequence_order=order))
+        mdm_step = {step.name: step for step in build_steps(config, config.rows)[0]}["mdm_ct"]
+        context = SimpleNamespace(config=config, out=tmp_path / name / "out",
+                                  sequences={"mri_T2_0001": "T2", "mri_T1_0002": "T1"},
+                                  mri_images=images, labeled_ct=ct, labels={"background": 0, "liver": 1, "spleen": 3},
+                                  log_file=lambda step, name=name: tmp_path / name / "out" / f"{step}.log",
+                                  manifest_outputs={"pseudolabel_ct": {"labels": str(pseudolabels)}}.__getitem__)
+        outputs = mdm_step.action(context, None)
+        with open(outputs["matches"], newline="") as handle:
+            matched[name] = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
+        log = (tmp_path / name / "out" / "mdm_ct.log").read_text()
+        assert ("--ct_labels" in log) == (order is None) and ("--order" in log) == (order is not None)
+    assert matched == {"ranked": {"mri_T1_0002": "", "mri_T2_0001": "mri_T1_0002"},
+                       "ordered": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"}}
 
 
 def test_only_ct_plf_self_trains_from_the_ct_networks_pseudolabels(tmp_path):
@@ -336,10 +372,10 @@ def test_cyclegan_plf_self_trains_from_the_cyclegan_networks_pseudolabels(tmp_pa
 
 
 def test_adding_an_mdm_row_keeps_the_asit_network(tmp_path):
-    """The ASIT network's snapshots (MDM's sequence ranking) follow from the config, not from the rows after it:
-    its step is the same with and without an MDM row, so adding one reruns nothing before MDM."""
+    """The ASIT network's snapshots (MDM's sequence ranking by uncertainty) follow from the config, not from the rows
+    after it: its step is the same with and without an MDM row, so adding one reruns nothing before MDM."""
     def train_asit(**overrides):
-        config = config_from_dict(minimal(tmp_path, **overrides))
+        config = config_from_dict(minimal(tmp_path, **{"sequence_ranking": "uncertainty", **overrides}))
         return {step.name: step for step in build_steps(config, config.rows)[0]}["train_asit"]
 
     alone, with_mdm = train_asit(ablation=["asit"]), train_asit(ablation=["asit", "asit_mdm"])
@@ -348,7 +384,8 @@ def test_adding_an_mdm_row_keeps_the_asit_network(tmp_path):
     short = train_asit(ablation=["asit"], source_training={"epochs": 3})
     assert short.settings["num_snapshots"] == 3  # no more than one per epoch
     for no_snapshots in (train_asit(ablation=["asit"], source_training={"epochs": 1}),
-                         train_asit(ablation=["asit", "asit_mdm"], sequence_order=["T2", "T1"])):
+                         train_asit(ablation=["asit", "asit_mdm"], sequence_order=["T2", "T1"]),
+                         train_asit(ablation=["asit", "asit_mdm"], sequence_ranking="plausibility")):
         assert no_snapshots.settings["num_snapshots"] is None and "PseudoLabel" not in no_snapshots.settings["trainer"]
 
 
@@ -384,7 +421,7 @@ def test_second_plf_round_starts_from_the_first_rounds_final_network(tmp_path):
 
 def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     config = config_from_dict(minimal(tmp_path, trainer="nnUNetTrainerUDAQuickGIN",
-                                      ablation=["only_ct", "asit", "asit_mdm_plf"]))
+                                      ablation=["only_ct", "asit", "asit_mdm_plf"], sequence_ranking="uncertainty"))
     steps, _ = build_steps(config, ["only_ct", "asit", "asit_mdm", "asit_mdm_plf"])
     trainers = {step.name: step.settings["trainer"] for step in steps if "trainer" in step.settings}
     assert trainers["train_ct"].startswith("nnUNetTrainerUDAQuickGIN_")

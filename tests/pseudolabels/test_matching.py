@@ -14,13 +14,15 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_uda.pseudolabels.label_io import FailedCasesError, PseudoLabelError, same_geometry
-from nnunetv2_uda.pseudolabels.matching import (
-    MATCHES_PNG,
-    multi_domain_matching,
-    nearest_by_volume,
-    organ_volumes_ml,
+from nnunetv2_uda.pseudolabels.matching import MATCHES_PNG, multi_domain_matching, nearest_by_volume
+from nnunetv2_uda.pseudolabels.sequences import (
+    UNKNOWN,
+    assign_sequences,
+    mean_uncertainty,
+    median_implausibility,
+    order_sub_domains,
+    sequence_from_name,
 )
-from nnunetv2_uda.pseudolabels.sequences import UNKNOWN, assign_sequences, order_sub_domains, sequence_from_name
 
 SHAPE = (12, 28, 28)
 
@@ -44,10 +46,7 @@ def write_case(folder: Path, images: Path, case: str, label: np.ndarray, origin=
         sitk.WriteImage(image, str(path))
 
 
-def test_volumes_and_nearest_case():
-    label = sitk.GetImageFromArray(np.array([[[0, 1, 1], [2, 2, 2]]], dtype=np.uint8))
-    label.SetSpacing((2.0, 5.0, 10.0))  # 100 mm^3 = 0.1 mL per voxel
-    np.testing.assert_allclose(organ_volumes_ml(label, [1, 2, 3]), [0.2, 0.3, 0.0])
+def test_nearest_case():
     candidates = {"a": np.array([10.0, 5.0]), "b": np.array([14.0, 1.0]), "c": np.array([11.0, 7.0])}
     assert nearest_by_volume(np.array([12.0, 6.0]), candidates) == ("c", 2.0)  # a: 3, b: 7, c: 2
 
@@ -67,7 +66,16 @@ def test_sequences_from_csv_sidecar_and_name(tmp_path):
 def test_order_of_sub_domains():
     sequences = {"a": "T1", "b": "T1", "c": "T2", "d": "DWI"}
     u = {"a": 0.3, "b": math.inf, "c": 0.1, "d": 0.2}
-    assert order_sub_domains(sequences, uncertainty=u) == ["T2", "DWI", "T1"]
+    assert mean_uncertainty(sequences, u) == {"T1": 0.3, "T2": 0.1, "DWI": 0.2}  # finite u only
+    assert order_sub_domains(sequences, scores=mean_uncertainty(sequences, u)) == ["T2", "DWI", "T1"]
+    assert mean_uncertainty(sequences, {**u, "a": math.inf})["T1"] == math.inf
+    with pytest.raises(PseudoLabelError, match=r"\['d'\] are not in the --uncertainty_csv"):
+        mean_uncertainty(sequences, {case: value for case, value in u.items() if case != "d"})
+    implausibility = {"a": 0.5, "b": 2.9, "c": 1.0, "d": 0.2}  # T1's median 1.7; no value for a case: left out
+    assert median_implausibility(sequences, implausibility) == {"T1": 1.7, "T2": 1.0, "DWI": 0.2}
+    assert median_implausibility(sequences, {"a": 0.5})["T2"] == math.inf
+    assert order_sub_domains(sequences, scores=median_implausibility(sequences, implausibility)) == \
+        ["DWI", "T2", "T1"]
     assert order_sub_domains(sequences, order=["T1", "T2", "DWI"]) == ["T1", "T2", "DWI"]
     with pytest.raises(PseudoLabelError, match=r"\['FLAIR'\] of --order have no cases"):
         order_sub_domains(sequences, order=["T2", "FLAIR", "T1", "DWI"])
@@ -75,7 +83,7 @@ def test_order_of_sub_domains():
         order_sub_domains(sequences, order=["T2", "T1"])
     with pytest.raises(PseudoLabelError, match=r"\['T2'\] appear more than once"):
         order_sub_domains(sequences, order=["T2", "T1", "T2", "DWI"])
-    with pytest.raises(PseudoLabelError, match="--uncertainty_csv"):
+    with pytest.raises(PseudoLabelError, match="--ct_labels.*--uncertainty_csv"):
         order_sub_domains(sequences)
 
 
@@ -138,4 +146,35 @@ def test_bad_inputs_name_the_case(two_domains, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PseudoLabelError, match="no cases"):
         multi_domain_matching(images, tmp_path / "empty", tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+
+
+def write_ct_labels(folder: Path, scales: list[float]) -> Path:
+    folder.mkdir()
+    for index, scale in enumerate(scales):
+        image = sitk.GetImageFromArray(organ_map(scale))
+        image.SetSpacing((1.5, 1.5, 3.0))
+        sitk.WriteImage(image, str(folder / f"ct_{index:03d}.nii.gz"))
+    return folder
+
+
+def test_ct_labels_rank_the_sub_domain_with_plausible_volumes_first(two_domains, tmp_path):
+    """T2 holds a case of scale 1.0 and one of 1.35, T1 one of 1.3: CT organs near 1.3 put T1 first, near 1.0 T2."""
+    images, labels = two_domains
+    large = write_ct_labels(tmp_path / "ct_large", [1.25, 1.3, 1.35, 1.4])
+    result = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "out"), "--ct_labels",
+                             str(large)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "sub-domains best first: ['T1', 'T2'] (organ-volume implausibility: T1 " in result.stdout
+    with open(tmp_path / "out" / "mdm_matches.csv", newline="") as handle:
+        matches = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
+    assert matches == {"mri_T1_0003": "", "mri_T2_0001": "mri_T1_0003", "mri_T2_0002": "mri_T1_0003"}
+
+    small = write_ct_labels(tmp_path / "ct_small", [0.95, 1.0, 1.05])
+    records = multi_domain_matching(images, labels, tmp_path / "out_small", ct_labels=small)
+    assert {record.case: record.matched_case for record in records}["mri_T1_0003"] == "mri_T2_0002"
+
+    both = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "out2"), "--ct_labels",
+                           str(small), "--uncertainty_csv", str(tmp_path / "u.csv")], capture_output=True, text=True)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
     assert not (tmp_path / "out2").exists()

@@ -30,6 +30,8 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
     order = ["--sequences_csv", sequences_csv]
     if context.config.sequence_order:
         order += ["--order", *context.config.sequence_order]
+    elif context.config.sequence_ranking == "plausibility":  # organ volumes against the CT labels it trained on
+        order += ["--ct_labels", context.labeled_ct / "labelsTr"]
     else:  # the sequences ranked by the snapshot uncertainty of the source network's pseudo-labels
         ranking = context.out / f"{step}_sequence_ranking"
         with folder_built_atomically(ranking, replace=True) as staging:
@@ -46,5 +48,6 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
 
 def mdm_step(config: PipelineConfig, source: str) -> Step:
     return Step(mdm_name(source), f"multi-domain matching of the {SOURCE_NAMES[source]} network's pseudo-labels across "
-                f"MRI sequences", partial(mdm, source=source), {"sequence_order": config.sequence_order},
-                depends=(f"pseudolabel_{source}", f"train_{source}"), inputs=("mri_dataset",))
+                f"MRI sequences", partial(mdm, source=source),
+                {"sequence_order": config.sequence_order, "sequence_ranking": config.sequence_ranking},
+                depends=(f"pseudolabel_{source}", f"train_{source}", "copy_ct"), inputs=("mri_dataset",))
