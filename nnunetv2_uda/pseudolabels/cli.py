@@ -10,6 +10,7 @@ from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
 from nnunetv2_uda.pseudolabels.filtering import DEFAULT_KEEP_FRACTION, filter_pseudolabels
 from nnunetv2_uda.pseudolabels.largest_component import REMOVED_CSV, largest_component_folder
 from nnunetv2_uda.pseudolabels.matching import MATCHES_CSV, multi_domain_matching
+from nnunetv2_uda.pseudolabels.registration import REGISTRATION_INPUTS
 
 OVERWRITE_HELP = ("replace an existing non-empty output folder (the new one is built beside it and swapped in only "
                   "when complete, so no stale case survives); without it such a folder is refused")
@@ -73,12 +74,14 @@ def mdm_entry() -> None:
                          help="uncertainty.csv of nnUNetv2_uda_filter_pseudolabels: ranks the sub-domains by mean "
                               "snapshot uncertainty u (the paper's way). With several sub-domains and no --order, "
                               "one of --ct_labels and --uncertainty_csv is needed")
-    parser.add_argument("--registration_on", choices=("labels", "images"), default="labels",
-                        help="register the label maps (default; sequences differ in contrast) or the z-scored "
-                             "images")
+    parser.add_argument("--registration_on", choices=REGISTRATION_INPUTS, default="labels",
+                        help="what the affine registration aligns: the label maps (default; the matched label onto "
+                             "the case's own), the z-scored images (cases of similar contrast), or the body "
+                             "outlines (each image's Otsu foreground, holes filled, largest component: neither "
+                             "contrast nor the case's own label enters)")
     parser.add_argument(ALLOW_NONFINITE_FLAG, action="store_true",
-                        help="with --registration_on images: replace NaN/inf voxels of an image by its lowest finite "
-                             "value (said on stderr) instead of refusing the case")
+                        help="with --registration_on images or body: replace NaN/inf voxels of an image by its lowest "
+                             "finite value (said on stderr) instead of refusing the case")
     parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     args = parser.parse_args()

@@ -128,9 +128,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     The output folder must be new or empty unless ``overwrite`` (then it is replaced once the new one is complete).
     A case whose files cannot be read, or whose match cannot be registered, is left out (and is no candidate for
     others); the other cases are still written, then :class:`FailedCasesError` names the failed ones.
-    ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on="images"``. Without ``order``,
-    the sub-domains are ranked by ``ct_labels`` (a folder of labeled CT cases: median organ-volume implausibility,
-    :mod:`organ_volumes`) or ``uncertainty_csv`` (mean snapshot uncertainty), whichever is given.
+    ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on`` ``"images"`` or ``"body"``.
+    Without ``order``, the sub-domains are ranked by ``ct_labels`` (a folder of labeled CT cases: median organ-volume
+    implausibility, :mod:`organ_volumes`) or ``uncertainty_csv`` (mean snapshot uncertainty), whichever is given.
     """
     images_folder, pseudolabel_folder, output = Path(images_folder), Path(pseudolabel_folder), Path(output_folder)
     labels = label_files(pseudolabel_folder)
@@ -152,9 +152,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     scores = mean_uncertainty(sequences, read_uncertainty_csv(Path(uncertainty_csv))) if uncertainty_csv else None
 
     def read_target(case: str) -> sitk.Image:
-        """The case's image: its geometry only, unless registration compares images."""
+        """The case's image: its geometry only, unless registration reads the images."""
         image_file = images[case][0]
-        return read_image(image_file, allow_nonfinite) if registration_on == "images" else read_reference(image_file)
+        return read_image(image_file, allow_nonfinite) if registration_on != "labels" else read_reference(image_file)
 
     failures: dict[str, str] = {}
     volumes: dict[str, np.ndarray] = {}
