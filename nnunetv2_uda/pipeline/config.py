@@ -16,6 +16,7 @@ from pathlib import Path
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
 from nnunetv2_uda.pipeline.rows import ABLATION_ROWS, ROWS
+from nnunetv2_uda.pseudolabels.registration import REGISTRATION_INPUTS
 from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
@@ -105,6 +106,7 @@ class PipelineConfig:
     ablation: str | list[str] = "asit_mdm_plf"
     sequence_order: list[str] | None = None
     sequence_ranking: str = "plausibility"  # without sequence_order: see SEQUENCE_RANKINGS
+    mdm_registration: str = "labels"  # what MDM's affine registration aligns: REGISTRATION_INPUTS
     translator: TranslatorSettings = field(default_factory=TranslatorSettings)  # stage 1: nnUNetv2_uda_train_translator
     source_training: TrainingBudget = field(default_factory=TrainingBudget)
     ct_training: TrainingBudget | None = None
@@ -235,6 +237,9 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
         problems.append(f"'target_spacing': spacings must be positive (mm), got {config.target_spacing}")
     if config.sequence_ranking not in SEQUENCE_RANKINGS:
         problems.append(f"'sequence_ranking': {config.sequence_ranking!r} is not one of {', '.join(SEQUENCE_RANKINGS)}")
+    if config.mdm_registration not in REGISTRATION_INPUTS:
+        problems.append(f"'mdm_registration': {config.mdm_registration!r} is not one of "
+                        f"{', '.join(REGISTRATION_INPUTS)}")
     if config.device not in ("cpu", "cuda", "mps"):
         problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
     if isinstance(config.scheduler, str) and "://" not in config.scheduler:

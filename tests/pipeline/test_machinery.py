@@ -315,11 +315,14 @@ def test_only_ct_mdm_rows_match_the_ct_networks_pseudolabels_ranked_by_its_snaps
     config_from_dict(too_short)  # ranked by organ volumes: no snapshots needed
     with pytest.raises(ConfigError, match=r"'sequence_ranking': 'volume' is not one of plausibility, uncertainty"):
         config_from_dict({**too_short, "sequence_ranking": "volume"})
+    with pytest.raises(ConfigError, match=r"'mdm_registration': 'outline' is not one of labels, images, body"):
+        config_from_dict({**too_short, "mdm_registration": "outline"})
 
 
 def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
     """By default the MDM step ranks the sequences by organ-volume plausibility against the labeled CT cases the
-    networks trained on; a given order wins. Runs the real nnUNetv2_uda_mdm on tiny label maps."""
+    networks trained on; a given order wins; 'mdm_registration' reaches the command. Runs the real nnUNetv2_uda_mdm
+    on tiny label maps."""
     images, pseudolabels, ct = tmp_path / "images", tmp_path / "pseudolabels", tmp_path / "ct"
     for folder in (images, pseudolabels, ct / "labelsTr"):
         folder.mkdir(parents=True)
@@ -328,8 +331,9 @@ def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
     for index, scale in enumerate((1.25, 1.3, 1.35)):  # CT organs the size of the T1 case's: T1 ranks first
         write_case(ct / "labelsTr", tmp_path, f"ct_{index}", organ_map(scale))
     matched = {}
-    for name, order in (("ranked", None), ("ordered", ["T2", "T1"])):
-        config = config_from_dict(minimal(tmp_path / name, ablation=["only_ct_mdm"], sequence_order=order))
+    for name, order, registration in (("ranked", None, "labels"), ("ordered", ["T2", "T1"], "body")):
+        config = config_from_dict(minimal(tmp_path / name, ablation=["only_ct_mdm"], sequence_order=order,
+                                          mdm_registration=registration))
         mdm_step = {step.name: step for step in build_steps(config, config.rows)[0]}["mdm_ct"]
         context = SimpleNamespace(config=config, out=tmp_path / name / "out",
                                   sequences={"mri_T2_0001": "T2", "mri_T1_0002": "T1"},
@@ -341,6 +345,7 @@ def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
             matched[name] = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
         log = (tmp_path / name / "out" / "mdm_ct.log").read_text()
         assert ("--ct_labels" in log) == (order is None) and ("--order" in log) == (order is not None)
+        assert f"--registration_on {registration}" in log
     assert matched == {"ranked": {"mri_T1_0002": "", "mri_T2_0001": "mri_T1_0002"},
                        "ordered": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"}}
 

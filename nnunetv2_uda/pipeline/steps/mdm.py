@@ -40,7 +40,7 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
         order += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
     with folder_built_atomically(output, replace=True) as staging:
         run_logged(["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs(f"pseudolabel_{source}")["labels"],
-                    staging, *order], context.log_file(step))
+                    staging, *order, "--registration_on", context.config.mdm_registration], context.log_file(step))
         write_labels_dataset_json(context, staging)
     figures = [str(output / MATCHES_PNG)] if (output / MATCHES_PNG).is_file() else []
     return {"labels": str(output), "matches": str(output / MATCHES_CSV), "mdm_figures": figures}
@@ -49,5 +49,6 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
 def mdm_step(config: PipelineConfig, source: str) -> Step:
     return Step(mdm_name(source), f"multi-domain matching of the {SOURCE_NAMES[source]} network's pseudo-labels across "
                 f"MRI sequences", partial(mdm, source=source),
-                {"sequence_order": config.sequence_order, "sequence_ranking": config.sequence_ranking},
+                {"sequence_order": config.sequence_order, "sequence_ranking": config.sequence_ranking,
+                 "registration": config.mdm_registration},
                 depends=(f"pseudolabel_{source}", f"train_{source}", "copy_ct"), inputs=("mri_dataset",))
