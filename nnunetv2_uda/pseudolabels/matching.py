@@ -149,7 +149,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     sequences = assign_sequences(cases, images_folder, Path(sequences_csv) if sequences_csv else None)
     if order or not (uncertainty_csv or ct_labels):
         order_sub_domains(sequences, order)  # a bad order, or no way to rank, is refused before any label is read
-    scores = mean_uncertainty(sequences, read_uncertainty_csv(Path(uncertainty_csv))) if uncertainty_csv else None
+    several = len(set(sequences.values())) > 1
+    uncertainty = read_uncertainty_csv(Path(uncertainty_csv)) if uncertainty_csv else None
+    scores = mean_uncertainty(sequences, uncertainty) if uncertainty is not None and several and not order else None
 
     def read_target(case: str) -> sitk.Image:
         """The case's image: its geometry only, unless registration reads the images."""
@@ -167,7 +169,6 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         raise FailedCasesError(failures, len(cases), None)
     label_ids = sorted({int(value) for case_volumes in volumes.values() for value in np.flatnonzero(case_volumes)}
                        - {0})
-    several = len(set(sequences.values())) > 1
     if several and not label_ids:
         raise PseudoLabelError(f"every pseudo-label in {pseudolabel_folder} is empty: there are no organ volumes to "
                                f"match by")
