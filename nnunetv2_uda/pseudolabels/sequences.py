@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows
@@ -80,24 +81,25 @@ def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
     return sorted(present, key=lambda sequence: (scores[sequence], sequence))
 
 
+def _per_sub_domain(sequences: dict[str, str], values: dict[str, float],
+                    reduce: Callable[[list[float]], float]) -> dict[str, float]:
+    """``reduce`` of each sub-domain's case values (cases without a value left out; inf where none has one)."""
+    grouped: dict[str, list[float]] = {sequence: [] for sequence in sequences.values()}
+    for case, sequence in sequences.items():
+        if case in values:
+            grouped[sequence].append(values[case])
+    return {sequence: reduce(found) if found else math.inf for sequence, found in grouped.items()}
+
+
 def mean_uncertainty(sequences: dict[str, str], uncertainty: dict[str, float]) -> dict[str, float]:
     """Each sub-domain's mean snapshot uncertainty u over its cases with a finite u (inf where none has one)."""
     missing = sorted(case for case in sequences if case not in uncertainty)
     if missing:
         raise PseudoLabelError(f"case(s) {missing} are not in the --uncertainty_csv")
-    scores = {}
-    for sequence in set(sequences.values()):
-        finite = [uncertainty[case] for case, tag in sequences.items() if tag == sequence
-                  and math.isfinite(uncertainty[case])]
-        scores[sequence] = sum(finite) / len(finite) if finite else math.inf
-    return scores
+    return _per_sub_domain(sequences, {case: u for case, u in uncertainty.items() if math.isfinite(u)},
+                           statistics.fmean)
 
 
 def median_implausibility(sequences: dict[str, str], implausibility: dict[str, float]) -> dict[str, float]:
     """Each sub-domain's median organ-volume implausibility over its cases that have one (inf where none has)."""
-    scores = {}
-    for sequence in set(sequences.values()):
-        values = sorted(implausibility[case] for case, tag in sequences.items()
-                        if tag == sequence and case in implausibility)
-        scores[sequence] = float(statistics.median(values)) if values else math.inf
-    return scores
+    return _per_sub_domain(sequences, implausibility, statistics.median)
