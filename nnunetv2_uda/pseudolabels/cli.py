@@ -51,18 +51,22 @@ def mdm_entry() -> None:
     parser = argparse.ArgumentParser(
         description="Multi-domain matching: splits the target cases into sub-domains by MRI sequence and replaces "
                     "the pseudo-label of each case of a worse sub-domain by that of the better-domain case with "
-                    "the closest organ volumes (eq. 5), affinely registered onto it with SimpleITK and warped into "
-                    f"its geometry. Writes OUTPUT_FOLDER/<case>.nii.gz and {MATCHES_CSV}.")
+                    "the closest organ volumes (eq. 5; of the same patient where known), affinely registered onto "
+                    f"it with SimpleITK and warped into its geometry. Writes OUTPUT_FOLDER/<case>.nii.gz and "
+                    f"{MATCHES_CSV}.")
     parser.add_argument("images_folder", help="folder of the target images <case>_0000.nii.gz (and optional "
-                                              "sidecars <case>.json with {\"sequence\": ...})")
+                                              "sidecars <case>.json with {\"sequence\": ..., \"patient\": ...}; "
+                                              "the patient is optional)")
     parser.add_argument("pseudolabel_folder", help="folder of the pseudo-labels <case>.nii.gz (e.g. labelsTr of "
                                                    "nnUNetv2_uda_filter_pseudolabels' output)")
     parser.add_argument("output_folder", help="where the updated pseudo-labels go")
     parser.add_argument("--order", nargs="+", default=None, metavar="SEQ",
                         help="sub-domains best first (default: ranked by --ct_labels or --uncertainty_csv)")
     parser.add_argument("--sequences_csv", default=None,
-                        help="CSV with columns case,sequence; takes priority over sidecars and name tokens "
-                             "(default: none)")
+                        help="CSV with columns case,sequence and optionally patient; takes priority over sidecars "
+                             "and name tokens (default: none). Where a case's patient is known and a series of the "
+                             "same patient is among its candidates, the case is matched with that series, the "
+                             "nearest by organ volumes if several")
     ranking = parser.add_mutually_exclusive_group()
     ranking.add_argument("--ct_labels", default=None, metavar="FOLDER",
                          help="labeled CT cases (e.g. labelsTr of the CT dataset, the label ids of the pseudo-labels): "

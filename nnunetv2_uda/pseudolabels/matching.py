@@ -3,6 +3,8 @@
 Target MRI mixes sequences (sub-domains); pseudo-labels are good on some and poor on others. Each case X of a
 worse sub-domain takes the pseudo-label of the better-domain case u* whose organ volumes are closest to X's own
 (eq. 5: argmin_u ||vol(X) - vol(u)||_1, volumes in mL), affinely registered onto X and warped into X's geometry.
+Where the patients are known and X's own patient has a case among the candidates, u* is the nearest of those: a series
+of the same patient fits X's anatomy as no other patient's can (the paper's data had one series per patient).
 Sub-domains are ranked by the user's order, by how plausible their organ volumes are against labeled CT cases, or
 by their mean snapshot uncertainty; they are handled best first, and a case's candidates are all cases of strictly
 better sub-domains, with the labels they have in the output (original for the best sub-domain, already matched for
@@ -36,6 +38,7 @@ from nnunetv2_uda.pseudolabels.label_io import (
 from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, organ_volumes_ml, select, volume_reference
 from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
 from nnunetv2_uda.pseudolabels.sequences import (
+    assign_patients,
     assign_sequences,
     mean_uncertainty,
     median_implausibility,
@@ -56,6 +59,7 @@ class MatchRecord:
     volume_L1_mL: float  # noqa: N815 (the CSV column name)
     metric_before: float  # registration's mean squares before and after (nan when copied)
     metric_after: float
+    same_patient: bool  # the match is a series of the case's own patient
 
 
 def nearest_by_volume(volumes: np.ndarray, candidates: dict[str, np.ndarray]) -> tuple[str, float]:
@@ -147,6 +151,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     check_output_folder(output, inputs, overwrite)
     cases = sorted(labels)
     sequences = assign_sequences(cases, images_folder, Path(sequences_csv) if sequences_csv else None)
+    patients = assign_patients(cases, images_folder, Path(sequences_csv) if sequences_csv else None)
     if order or not (uncertainty_csv or ct_labels):
         order_sub_domains(sequences, order)  # a bad order, or no way to rank, is refused before any label is read
     several = len(set(sequences.values())) > 1
@@ -197,7 +202,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                 destination = staging / f"{case}.nii.gz"
                 if rank == 0:
                     shutil.copyfile(labels[case], destination)  # its geometry was checked above
-                    records.append(MatchRecord(case, sequence, "", "", float("nan"), float("nan"), float("nan")))
+                    records.append(MatchRecord(case, sequence, "", "", float("nan"), float("nan"), float("nan"),
+                                               False))
                     written.append(case)
                     continue
                 try:
@@ -205,7 +211,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     if not candidates:
                         raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
                                                f"it with")
-                    match, distance = nearest_by_volume(select(volumes[case], label_ids), candidates)
+                    own_patient = {other: other_volumes for other, other_volumes in candidates.items()
+                                   if case in patients and patients.get(other) == patients[case]}
+                    match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
                     match_label = read_label_map(done[match])
                     fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
                     try:
@@ -223,10 +231,11 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
                     panels += [panel] if panel is not None else []
                 records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
-                                           result.metric_after))
+                                           result.metric_after, bool(own_patient)))
                 written.append(case)
-                print(f"{case} ({sequence}) <- {match} ({sequences[match]}): volume L1 {distance:.1f} mL, mean "
-                      f"squares {result.metric_before:.4g} -> {result.metric_after:.4g}")
+                print(f"{case} ({sequence}) <- {match} ({sequences[match]}{', same patient' if own_patient else ''}):"
+                      f" volume L1 {distance:.1f} mL, mean squares {result.metric_before:.4g} -> "
+                      f"{result.metric_after:.4g}")
             done.update({case: staging / f"{case}.nii.gz" for case in written})
         if not records:
             raise FailedCasesError(failures, len(cases), None)

@@ -55,6 +55,32 @@ def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path 
     return {case: sequence or UNKNOWN for case, sequence in sequences.items()}
 
 
+def assign_patients(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:
+    """Patient per case, where known: the CSV's optional ``patient`` column if it has one, else the ``patient`` key
+    of the sidecar ``<case>.json``. Series of one patient share its anatomy, which no other patient's label fits as
+    well; cases without a patient are left out."""
+    if sequences_csv:
+        rows = read_csv_rows(sequences_csv, ("case", "sequence"), "--sequences_csv")
+        if rows and "patient" in rows[0]:
+            return {row["case"]: row["patient"].strip() for row in rows
+                    if row["case"] in cases and (row["patient"] or "").strip()}
+    patients = {}
+    for case in cases:
+        sidecar = Path(images_folder) / f"{case}.json"
+        if not sidecar.is_file():
+            continue
+        try:
+            patient = json.loads(sidecar.read_text()).get("patient")
+        except (AttributeError, ValueError) as error:
+            raise PseudoLabelError(f"case '{case}': sidecar {sidecar} is not a JSON object ({error!r})") from error
+        if patient is not None:
+            if not isinstance(patient, str | int) or not str(patient).strip():
+                raise PseudoLabelError(f"case '{case}': sidecar {sidecar} has 'patient' {patient!r}, not a name or "
+                                       f"number")
+            patients[case] = str(patient).strip()
+    return patients
+
+
 def order_sub_domains(sequences: dict[str, str], order: list[str] | None = None,
                       scores: dict[str, float] | None = None) -> list[str]:
     """Sub-domains best first: the user's order, else by ``scores`` (one per sub-domain, lower is better; from

@@ -178,3 +178,33 @@ def test_ct_labels_rank_the_sub_domain_with_plausible_volumes_first(two_domains,
                            str(small), "--uncertainty_csv", str(tmp_path / "u.csv")], capture_output=True, text=True)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_series_of_the_same_patient_is_matched_before_closer_volumes(two_domains, tmp_path):
+    """T1_0003's organ volumes are closest to T2_0002's; told that T2_0001 is the same patient, it takes that one."""
+    images, labels = two_domains
+    (images / "mri_T1_0003.json").write_text(json.dumps({"sequence": "T1", "patient": 7}))
+    (images / "mri_T2_0001.json").write_text(json.dumps({"sequence": "T2", "patient": "7"}))
+    records = {record.case: record for record in multi_domain_matching(images, labels, tmp_path / "sidecars",
+                                                                       order=["T2", "T1"])}
+    assert records["mri_T1_0003"].matched_case == "mri_T2_0001" and records["mri_T1_0003"].same_patient
+
+    (images / "mri_T2_0001.json").write_text(json.dumps({"sequence": "T2", "patient": "8"}))  # no series of patient 7
+    records = {record.case: record for record in multi_domain_matching(images, labels, tmp_path / "other",
+                                                                       order=["T2", "T1"])}
+    assert records["mri_T1_0003"].matched_case == "mri_T2_0002" and not records["mri_T1_0003"].same_patient
+
+    (tmp_path / "cases.csv").write_text("case,sequence,patient\nmri_T1_0003,T1,p1\nmri_T2_0001,T2,p1\n"
+                                        "mri_T2_0002,T2,\n")  # the CSV's patients, not the sidecars'
+    result = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "csv"), "--order", "T2",
+                             "T1", "--sequences_csv", str(tmp_path / "cases.csv")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "mri_T1_0003 (T1) <- mri_T2_0001 (T2, same patient)" in result.stdout
+    with open(tmp_path / "csv" / "mdm_matches.csv", newline="") as handle:
+        assert {row["case"]: row["same_patient"] for row in csv.DictReader(handle)}["mri_T1_0003"] == "True"
+
+    (images / "mri_T2_0001.json").write_text(json.dumps({"sequence": "T2", "patient": ["7"]}))
+    result = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "bad"), "--order", "T2",
+                             "T1"], capture_output=True, text=True)
+    assert result.returncode == 2 and "mri_T2_0001.json has 'patient' ['7']" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
