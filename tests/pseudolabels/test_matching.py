@@ -180,6 +180,7 @@ def test_ct_labels_rank_the_sub_domain_with_plausible_volumes_first(two_domains,
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow  # three matchings and two fresh interpreters
 def test_a_series_of_the_same_patient_is_matched_before_closer_volumes(two_domains, tmp_path):
     """T1_0003's organ volumes are closest to T2_0002's; told that T2_0001 is the same patient, it takes that one."""
     images, labels = two_domains
