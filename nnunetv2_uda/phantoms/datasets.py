@@ -1,11 +1,11 @@
 """Writes the phantom CT -> MRI problem as two nnU-Net raw datasets.
 
 ``DatasetXXX_PhantomCT`` (labeled source domain: imagesTr, labelsTr) and ``DatasetYYY_PhantomMRI`` (unlabeled
-target domain: imagesTr with a JSON sidecar per case naming its sequence and subject, and labelsEval for evaluation
-only). CT case ``i`` and MRI case ``i`` image the same subject ``i``, so anatomy is shared and only the appearance
-differs. Both datasets are built in hidden staging folders beside their final names and renamed only when both are
-complete, so a folder with a final name is always a finished dataset, and an existing one is replaced (only with
-``overwrite``) only by a finished one. Nothing else in the output folder is touched.
+target domain: imagesTr with a JSON sidecar per case naming its sequence and patient (the subject), and labelsEval
+for evaluation only). CT case ``i`` and MRI case ``i`` image the same subject ``i``, so anatomy is shared and only the
+appearance differs. Both datasets are built in hidden staging folders beside their final names and renamed only when
+both are complete, so a folder with a final name is always a finished dataset, and an existing one is replaced (only
+with ``overwrite``) only by a finished one. Nothing else in the output folder is touched.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAUL
             name = mri_case_name(case)
             _write_image(scan.image, scan.grid, folder / "imagesTr" / f"{name}_0000{FILE_ENDING}")
             (folder / "imagesTr" / f"{name}.json").write_text(
-                json.dumps({"sequence": scan.modality, "subject": case}, indent=2))
+                json.dumps({"sequence": scan.modality, "patient": case}, indent=2))
             _write_image(scan.label, scan.grid, folder / "labelsEval" / f"{name}{FILE_ENDING}")
         generate_dataset_json(str(folder), {0: "MRI"}, dict(FLARE_LABELS), num_mri, FILE_ENDING,
                               dataset_name=mri_name, license="CC0 (synthetic)", converted_by="nnunetv2_uda.phantoms",

@@ -68,7 +68,7 @@ def test_layout_and_dataset_json(phantoms):
     for case in range(NUM_MRI):
         name = mri_case_name(case)
         sidecar = json.loads((phantoms.mri_folder / "imagesTr" / f"{name}.json").read_text())
-        assert sidecar == {"sequence": name.split("_")[1], "subject": case}
+        assert sidecar == {"sequence": name.split("_")[1], "patient": case}
         image, image_itk = read(phantoms.mri_folder / "imagesTr" / f"{name}_0000.nii.gz")
         label, label_itk = read(phantoms.mri_folder / "labelsEval" / f"{name}.nii.gz")
         assert image.shape == label.shape and image_itk.GetSpacing() == label_itk.GetSpacing()
