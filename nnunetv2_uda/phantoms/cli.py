@@ -30,7 +30,8 @@ def make_phantoms_entry() -> None:
         description="Writes a synthetic CT -> multi-sequence MRI problem into OUTPUT_FOLDER (typically $nnUNet_raw): "
                     "a labeled CT dataset (imagesTr, labelsTr) and an unlabeled MRI dataset (T1, T2 and DWI cases, "
                     "imagesTr with a JSON sidecar per case, labelsEval for evaluation only), plus a PNG contact "
-                    "sheet. CT case i and MRI case i show the same subject. Deterministic for a given seed.")
+                    "sheet. CT case i and MRI case i show the same subject (unless --series_per_patient). "
+                    "Deterministic for a given seed.")
     parser.add_argument("output_folder", metavar="OUTPUT_FOLDER", help="where the Dataset###_Name folders go")
     parser.add_argument("--num_ct", type=positive_int, default=DEFAULT_NUM_CT,
                         help=f"number of labeled CT cases (default {DEFAULT_NUM_CT})")
@@ -44,12 +45,18 @@ def make_phantoms_entry() -> None:
                         help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument("--ct_id", type=dataset_id, default=991, help="dataset id of the CT dataset (default 991)")
     parser.add_argument("--mri_id", type=dataset_id, default=992, help="dataset id of the MRI dataset (default 992)")
+    parser.add_argument("--series_per_patient", type=positive_int, default=1, choices=(1, 2, 3),
+                        help="MRI series per subject: with 3, MRI cases 0-2 are the T1, T2 and DWI series of one "
+                             "subject (each with its own coverage and position), 3-5 of the next, and their sidecars "
+                             "name the same patient, as in a clinical study; 1 (default): every MRI case a subject "
+                             "of its own")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing phantom dataset folders of the same names, once the new ones are "
                              "complete (default: refuse)")
     args = parser.parse_args()
     result = make_phantom_datasets(args.output_folder, num_ct=args.num_ct, num_mri=args.num_mri,
                                    shape=tuple(args.shape), seed=args.seed, ct_dataset_id=args.ct_id,
-                                   mri_dataset_id=args.mri_id, overwrite=args.overwrite)
+                                   mri_dataset_id=args.mri_id, overwrite=args.overwrite,
+                                   series_per_patient=args.series_per_patient)
     print(f"CT dataset:    {result.ct_folder}\nMRI dataset:   {result.mri_folder}\n"
           f"contact sheet: {result.contact_sheet}")

@@ -71,13 +71,20 @@ def make_ct_case(case: int, shape: tuple[int, int, int], seed: int) -> Scan:
     return scan_ct(sample_subject(seed, case), shape, seed, case)
 
 
-def make_mri_case(case: int, shape: tuple[int, int, int], seed: int) -> Scan:
-    """MRI case ``case`` (subject ``case``, sequence :func:`mri_sequence`) of the phantom population ``seed``."""
-    return scan_mri(sample_subject(seed, case), shape, mri_sequence(case), seed, case)
+def mri_subject(case: int, series_per_patient: int = 1) -> int:
+    """The subject MRI case ``case`` images: consecutive cases are series of one subject, ``series_per_patient``
+    of them (1: every case a subject of its own, the subject of the CT case with the same number)."""
+    return case // series_per_patient
+
+
+def make_mri_case(case: int, shape: tuple[int, int, int], seed: int, series_per_patient: int = 1) -> Scan:
+    """MRI case ``case`` (subject :func:`mri_subject`, sequence :func:`mri_sequence`) of the phantom population
+    ``seed``; each case has a grid of its own, so the series of one subject differ in coverage and position."""
+    return scan_mri(sample_subject(seed, mri_subject(case, series_per_patient)), shape, mri_sequence(case), seed, case)
 
 
 def _check_arguments(output_folder: Path, num_ct: int, num_mri: int, shape: tuple[int, ...], seed: int,
-                     ct_dataset_id: int, mri_dataset_id: int) -> tuple[int, int, int]:
+                     ct_dataset_id: int, mri_dataset_id: int, series_per_patient: int) -> tuple[int, int, int]:
     for name, value in (("num_ct", num_ct), ("num_mri", num_mri)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_CASES:
             raise PhantomArgumentError(f"{name} must be a whole number from 1 to {MAX_CASES}, got {value!r}")
@@ -90,6 +97,10 @@ def _check_arguments(output_folder: Path, num_ct: int, num_mri: int, shape: tupl
     if int(np.prod(shape)) > MAX_VOXELS:
         raise PhantomArgumentError(f"shape {tuple(shape)} has {int(np.prod(shape))} voxels, more than the "
                                    f"{MAX_VOXELS} a phantom may have")
+    if isinstance(series_per_patient, bool) or not isinstance(series_per_patient, (int, np.integer)) or \
+            not 1 <= series_per_patient <= len(SEQUENCES):
+        raise PhantomArgumentError(f"series_per_patient must be a whole number from 1 to {len(SEQUENCES)} (one series "
+                                   f"per sequence), got {series_per_patient!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise PhantomArgumentError(f"seed must be a whole number >= 0, got {seed!r}")
     for name, value in (("ct_dataset_id", ct_dataset_id), ("mri_dataset_id", mri_dataset_id)):
@@ -123,11 +134,14 @@ def _write_image(array: np.ndarray, grid: Grid, path: Path) -> None:
 def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAULT_NUM_CT,
                           num_mri: int = DEFAULT_NUM_MRI, shape: tuple[int, int, int] = DEFAULT_SHAPE,
                           seed: int = DEFAULT_SEED, ct_dataset_id: int = 991, mri_dataset_id: int = 992,
-                          overwrite: bool = False) -> PhantomDatasets:
+                          overwrite: bool = False, series_per_patient: int = 1) -> PhantomDatasets:
     """Writes ``Dataset<ct_dataset_id>_PhantomCT`` and ``Dataset<mri_dataset_id>_PhantomMRI`` into
-    ``output_folder`` plus a contact sheet PNG. Arguments are checked before anything is written."""
+    ``output_folder`` plus a contact sheet PNG. Arguments are checked before anything is written.
+    ``series_per_patient`` > 1 makes consecutive MRI cases series (T1, T2, DWI) of one subject, as in a clinical
+    study, which multi-domain matching can use (their sidecars name the same patient)."""
     output_folder = Path(output_folder)
-    shape = _check_arguments(output_folder, num_ct, num_mri, tuple(shape), seed, ct_dataset_id, mri_dataset_id)
+    shape = _check_arguments(output_folder, num_ct, num_mri, tuple(shape), seed, ct_dataset_id, mri_dataset_id,
+                             series_per_patient)
     ct_name, mri_name = f"Dataset{ct_dataset_id:03d}_PhantomCT", f"Dataset{mri_dataset_id:03d}_PhantomMRI"
     ct_folder = _check_target(output_folder, ct_dataset_id, ct_name, overwrite)
     mri_folder = _check_target(output_folder, mri_dataset_id, mri_name, overwrite)
@@ -154,12 +168,12 @@ def make_phantom_datasets(output_folder: str | os.PathLike, num_ct: int = DEFAUL
         for sub in ("imagesTr", "labelsEval"):
             (folder / sub).mkdir()
         for case in tqdm(range(num_mri), desc=f"{mri_name}", unit="case"):
-            scan = make_mri_case(case, shape, seed)
+            scan = make_mri_case(case, shape, seed, series_per_patient)
             examples.setdefault(scan.modality, scan)
             name = mri_case_name(case)
             _write_image(scan.image, scan.grid, folder / "imagesTr" / f"{name}_0000{FILE_ENDING}")
             (folder / "imagesTr" / f"{name}.json").write_text(
-                json.dumps({"sequence": scan.modality, "patient": case}, indent=2))
+                json.dumps({"sequence": scan.modality, "patient": mri_subject(case, series_per_patient)}, indent=2))
             _write_image(scan.label, scan.grid, folder / "labelsEval" / f"{name}{FILE_ENDING}")
         generate_dataset_json(str(folder), {0: "MRI"}, dict(FLARE_LABELS), num_mri, FILE_ENDING,
                               dataset_name=mri_name, license="CC0 (synthetic)", converted_by="nnunetv2_uda.phantoms",

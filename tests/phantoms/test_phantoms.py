@@ -262,3 +262,23 @@ def test_a_killed_overwrite_leaves_the_old_datasets_and_nothing_else(tmp_path, n
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, stderr
     assert all(file.read_text() == "keep me" for file in user_files)
     assert "seed 1" in json.loads((tmp_path / "Dataset991_PhantomCT" / "dataset.json").read_text())["description"]
+
+
+def test_series_of_one_patient_share_its_anatomy_and_name_it(tmp_path):
+    """With three series per patient, MRI cases 0-2 are T1, T2 and DWI of subject 0 (CT case 0's anatomy) on grids
+    of their own, and their sidecars say so; case 3 is the next subject."""
+    made = make_phantom_datasets(tmp_path, num_ct=2, num_mri=4, shape=TINY, seed=SEED, series_per_patient=3)
+    names = [mri_case_name(case) for case in range(4)]
+    patients = [json.loads((made.mri_folder / "imagesTr" / f"{name}.json").read_text())["patient"] for name in names]
+    assert patients == [0, 0, 0, 1]
+    ct_label, ct_itk = read(made.ct_folder / "labelsTr" / "PhantomCT_0000.nii.gz")
+    grids = set()
+    for name in names[:3]:
+        series = sitk.ReadImage(str(made.mri_folder / "labelsEval" / f"{name}.nii.gz"))
+        grids.add((series.GetOrigin(), series.GetSpacing()))
+        on_ct_grid = resampled_onto(series, ct_itk)
+        covered = np.isin(np.arange(ct_label.shape[0]), np.nonzero(on_ct_grid.any(axis=(1, 2)))[0])
+        assert dice(ct_label[covered] == LIVER, on_ct_grid[covered] == LIVER) > 0.75, name
+    assert len(grids) == 3  # each series its own coverage and position
+    with pytest.raises(PhantomArgumentError, match="series_per_patient"):
+        make_phantom_datasets(tmp_path / "bad", num_ct=1, num_mri=1, shape=TINY, series_per_patient=4)
