@@ -264,6 +264,7 @@ def test_a_killed_overwrite_leaves_the_old_datasets_and_nothing_else(tmp_path, n
     assert "seed 1" in json.loads((tmp_path / "Dataset991_PhantomCT" / "dataset.json").read_text())["description"]
 
 
+@pytest.mark.slow  # two datasets written and resampled: seconds
 def test_series_of_one_patient_share_its_anatomy_and_name_it(tmp_path):
     """With three series per patient, MRI cases 0-2 are T1, T2 and DWI of subject 0 (CT case 0's anatomy) on grids
     of their own, and their sidecars say so; case 3 is the next subject."""
