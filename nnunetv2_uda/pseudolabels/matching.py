@@ -211,8 +211,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     if not candidates:
                         raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
                                                f"it with")
+                    patient = patients.get(case)
                     own_patient = {other: other_volumes for other, other_volumes in candidates.items()
-                                   if case in patients and patients.get(other) == patients[case]}
+                                   if patient is not None and patients.get(other) == patient}
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
                     match_label = read_label_map(done[match])
                     fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))

@@ -26,6 +26,21 @@ def read_sequences_csv(path: Path) -> dict[str, str]:
     return {row["case"]: row["sequence"] for row in read_csv_rows(path, ("case", "sequence"), "--sequences_csv")}
 
 
+def read_sidecar(images_folder: Path, case: str) -> dict | None:
+    """The JSON object of the sidecar ``<case>.json`` next to the images, None without one; anything but a JSON
+    object is an error naming the file."""
+    sidecar = Path(images_folder) / f"{case}.json"
+    if not sidecar.is_file():
+        return None
+    try:
+        value = json.loads(sidecar.read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise PseudoLabelError(f"case '{case}': sidecar {sidecar} is not readable JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise PseudoLabelError(f"case '{case}': sidecar {sidecar} holds {type(value).__name__}, not a JSON object")
+    return value
+
+
 def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:
     """Sequence per case from (first that knows it) the CSV, the JSON sidecar ``<case>.json`` next to the
     images, or a sequence token in the case name.
@@ -36,15 +51,13 @@ def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path 
     from_csv = read_sequences_csv(sequences_csv) if sequences_csv else {}
     sequences: dict[str, str | None] = {}
     for case in cases:
-        sidecar = Path(images_folder) / f"{case}.json"
+        sidecar = read_sidecar(images_folder, case) if case not in from_csv else None
         if case in from_csv:
             sequences[case] = from_csv[case]
-        elif sidecar.is_file():
-            try:
-                sequences[case] = str(json.loads(sidecar.read_text())["sequence"])
-            except (KeyError, TypeError, ValueError) as error:
-                raise PseudoLabelError(f"case '{case}': sidecar {sidecar} has no readable 'sequence' "
-                                       f"({error!r})") from error
+        elif sidecar is not None:
+            if "sequence" not in sidecar:
+                raise PseudoLabelError(f"case '{case}': sidecar {images_folder}/{case}.json has no 'sequence'")
+            sequences[case] = str(sidecar["sequence"])
         else:
             sequences[case] = sequence_from_name(case)
     unknown = sorted(case for case, sequence in sequences.items() if sequence is None)
@@ -66,18 +79,13 @@ def assign_patients(cases: list[str], images_folder: Path, sequences_csv: Path |
                     if row["case"] in cases and (row["patient"] or "").strip()}
     patients = {}
     for case in cases:
-        sidecar = Path(images_folder) / f"{case}.json"
-        if not sidecar.is_file():
+        patient = (read_sidecar(images_folder, case) or {}).get("patient")
+        if patient is None:
             continue
-        try:
-            patient = json.loads(sidecar.read_text()).get("patient")
-        except (AttributeError, ValueError) as error:
-            raise PseudoLabelError(f"case '{case}': sidecar {sidecar} is not a JSON object ({error!r})") from error
-        if patient is not None:
-            if not isinstance(patient, str | int) or not str(patient).strip():
-                raise PseudoLabelError(f"case '{case}': sidecar {sidecar} has 'patient' {patient!r}, not a name or "
-                                       f"number")
-            patients[case] = str(patient).strip()
+        if isinstance(patient, bool) or not isinstance(patient, str | int) or not str(patient).strip():
+            raise PseudoLabelError(f"case '{case}': sidecar {images_folder}/{case}.json has 'patient' {patient!r}, "
+                                   f"not a name or number")
+        patients[case] = str(patient).strip()
     return patients
 
 
