@@ -18,9 +18,10 @@ from nnunetv2_uda.pipeline.commands import StageCommandError
 from nnunetv2_uda.pipeline.recipes import recipe_file, recipe_header, recipe_names, recipe_purpose, run_config
 from nnunetv2_uda.pipeline.runner import plan_run, prepare, run_pipeline
 
-# the demo's phantoms: CT 32 x 96 x 96 voxels (about 4 mm in-plane, the demo recipe's spacing), MRI T1, T2, DWI in turn
+# the demo's phantoms: CT 32 x 96 x 96 voxels (about 4 mm in-plane, the demo recipe's spacing); MRI T1, T2, DWI in
+# turn, each three consecutive cases the series of one subject (the multi-sequence study MDM within the patient needs)
 DEMO_SHAPE = (32, 96, 96)
-DEMO_CASES = {"num_ct": 10, "num_mri": 12}
+DEMO_CASES = {"num_ct": 10, "num_mri": 12, "series_per_patient": 3}
 
 
 VERBOSE_HELP = "on an error, show the Python traceback too"
@@ -150,7 +151,8 @@ def demo_entry() -> None:
     inputs = root / "inputs"
     if not (inputs / "Dataset992_PhantomMRI" / "dataset.json").is_file():
         phantoms = ["nnUNetv2_uda_make_phantoms", str(inputs), "--num_ct", str(DEMO_CASES["num_ct"]),
-                    "--num_mri", str(DEMO_CASES["num_mri"]), "--shape", *map(str, DEMO_SHAPE), "--seed", "0",
+                    "--num_mri", str(DEMO_CASES["num_mri"]), "--series_per_patient",
+                    str(DEMO_CASES["series_per_patient"]), "--shape", *map(str, DEMO_SHAPE), "--seed", "0",
                     "--ct_id", "991", "--mri_id", "992", "--overwrite"]
         if subprocess.run(phantoms).returncode != 0:
             raise StageCommandError(f"'{shlex.join(phantoms)}' failed (its output is above)")

@@ -82,7 +82,10 @@ def mdm_entry() -> None:
                         help="what the affine registration aligns: the label maps (default; the matched label onto "
                              "the case's own), the z-scored images (cases of similar contrast), or the body "
                              "outlines (each image's Otsu foreground, holes filled, largest component: neither "
-                             "contrast nor the case's own label enters)")
+                             "contrast nor the case's own label enters), or nothing ('world': the matched label "
+                             "stays where the scanner placed it; only between series of one patient from one "
+                             "session, whose headers share the scanner's coordinates; a case with no such series is "
+                             "refused)")
     parser.add_argument(ALLOW_NONFINITE_FLAG, action="store_true",
                         help="with --registration_on images or body: replace NaN/inf voxels of an image by its lowest "
                              "finite value (said on stderr) instead of refusing the case")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +37,12 @@ from nnunetv2_uda.pseudolabels.label_io import (
     require_cases,
 )
 from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, organ_volumes_ml, select, volume_reference
-from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
+from nnunetv2_uda.pseudolabels.registration import (
+    RegistrationInput,
+    RegistrationResult,
+    register_affine,
+    warp_label,
+)
 from nnunetv2_uda.pseudolabels.sequences import (
     assign_patients,
     assign_sequences,
@@ -48,6 +54,7 @@ from nnunetv2_uda.pseudolabels.sequences import (
 MATCHES_CSV = "mdm_matches.csv"
 MATCHES_PNG = "mdm_matches.png"
 FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
+WORLD = sitk.Transform(3, sitk.sitkIdentity)  # registration_on "world": the label stays where the scanner placed it
 
 
 @dataclass
@@ -121,6 +128,19 @@ def plot_label_panels(panels: list[Panel], columns: list[str], path: Path) -> No
     plt.close(figure)
 
 
+def _register(case: str, label_file: Path, match: str, label: sitk.Image, match_label: sitk.Image,
+              image: sitk.Image, read_target: Callable[[str], sitk.Image],
+              registration_on: RegistrationInput) -> RegistrationResult:
+    """The affine map of ``match`` onto ``case``: their label maps, or their images for ``images`` and ``body``."""
+    fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
+    try:
+        return register_affine(fixed, moving, registration_on)
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise PseudoLabelError(f"case '{case}' ({label_file}): registering matched case '{match}' failed: "
+                               f"{reason}") from error
+
+
 def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | str, output_folder: Path | str,
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
                           uncertainty_csv: Path | str | None = None, ct_labels: Path | str | None = None,
@@ -155,13 +175,18 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     if order or not (uncertainty_csv or ct_labels):
         order_sub_domains(sequences, order)  # a bad order, or no way to rank, is refused before any label is read
     several = len(set(sequences.values())) > 1
+    if registration_on == "world" and several and not patients:
+        raise PseudoLabelError("registration_on 'world' carries labels only between series of one patient, and no case "
+                               "names its patient (a 'patient' column in the sequences CSV, or \"patient\" in the "
+                               "<case>.json sidecars); use 'labels' or 'body'")
     uncertainty = read_uncertainty_csv(Path(uncertainty_csv)) if uncertainty_csv else None
     scores = mean_uncertainty(sequences, uncertainty) if uncertainty is not None and several and not order else None
 
     def read_target(case: str) -> sitk.Image:
         """The case's image: its geometry only, unless registration reads the images."""
         image_file = images[case][0]
-        return read_image(image_file, allow_nonfinite) if registration_on != "labels" else read_reference(image_file)
+        return read_image(image_file, allow_nonfinite) if registration_on in ("images", "body") else \
+            read_reference(image_file)
 
     failures: dict[str, str] = {}
     volumes: dict[str, np.ndarray] = {}
@@ -214,29 +239,29 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     patient = patients.get(case)
                     own_patient = {other: other_volumes for other, other_volumes in candidates.items()
                                    if patient is not None and patients.get(other) == patient}
+                    if registration_on == "world" and not own_patient:
+                        raise PseudoLabelError(f"case '{case}': registration_on 'world' carries labels only between "
+                                               f"series of one patient, and no series of its patient ({patient}) was "
+                                               f"written before it; use 'labels' or 'body' for such cases")
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
                     match_label = read_label_map(done[match])
-                    fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
-                    try:
-                        result = register_affine(fixed, moving, registration_on)
-                    except (RuntimeError, ValueError) as error:
-                        reason = str(error).strip().splitlines()[-1]
-                        raise PseudoLabelError(f"case '{case}' ({labels[case]}): registering matched case '{match}' "
-                                               f"failed: {reason}") from error
+                    result = None if registration_on == "world" else \
+                        _register(case, labels[case], match, label, match_label, image, read_target, registration_on)
                 except EXPECTED_ERRORS as error:
                     failures[case] = one_line(error)
                     continue
-                warped = warp_label(match_label, image, result.transform)
+                warped = warp_label(match_label, image, result.transform if result else WORLD)
                 sitk.WriteImage(warped, str(destination), True)
                 if len(panels) < FIGURE_CASES:
                     panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
                     panels += [panel] if panel is not None else []
-                records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
-                                           result.metric_after, bool(own_patient)))
+                before, after = (result.metric_before, result.metric_after) if result else (float("nan"),) * 2
+                records.append(MatchRecord(case, sequence, match, sequences[match], distance, before, after,
+                                           bool(own_patient)))
                 written.append(case)
+                how = f"mean squares {before:.4g} -> {after:.4g}" if result else "in world coordinates"
                 print(f"{case} ({sequence}) <- {match} ({sequences[match]}{', same patient' if own_patient else ''}):"
-                      f" volume L1 {distance:.1f} mL, mean squares {result.metric_before:.4g} -> "
-                      f"{result.metric_after:.4g}")
+                      f" volume L1 {distance:.1f} mL, {how}")
             done.update({case: staging / f"{case}.nii.gz" for case in written})
         if not records:
             raise FailedCasesError(failures, len(cases), None)

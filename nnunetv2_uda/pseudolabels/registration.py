@@ -6,7 +6,9 @@ mapping on both sides): the two cases come from different MRI sequences, whose i
 an L2 term on the images would pull organs of opposite contrast onto each other. The images option (z-scored
 intensities) is there for cases of the same sequence. The body option registers the body outlines (each image's body
 mask): contrast does not enter it, and neither does the case's own pseudo-label, which is wrong where MDM is needed
-most (a label registered onto a wrong label lands where the wrong one is).
+most (a label registered onto a wrong label lands where the wrong one is). The world option registers nothing: the
+matched label is resampled where the scanner placed it, which is right for series of one patient from one session
+(they share the scanner's coordinates, as DICOM's frame of reference says) and meaningless across patients.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
-RegistrationInput = Literal["labels", "images", "body"]
-REGISTRATION_INPUTS: tuple[RegistrationInput, ...] = ("labels", "images", "body")
+RegistrationInput = Literal["labels", "images", "body", "world"]
+REGISTRATION_INPUTS: tuple[RegistrationInput, ...] = ("labels", "images", "body", "world")
 
 
 @dataclass
@@ -41,7 +43,7 @@ def registration_input(image: sitk.Image, kind: RegistrationInput) -> sitk.Image
         return image
     if kind == "body":
         return sitk.Cast(body_mask(image), sitk.sitkFloat32)
-    if kind != "images":
+    if kind != "images":  # "world" registers nothing, so it has no input
         raise ValueError(f"registration input must be one of {', '.join(REGISTRATION_INPUTS)}, got {kind!r}")
     array = sitk.GetArrayViewFromImage(image)
     normalized = sitk.ShiftScale(image, -float(array.mean()), 1.0 / max(float(array.std()), 1e-8))

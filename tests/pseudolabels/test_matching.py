@@ -209,3 +209,53 @@ def test_a_series_of_the_same_patient_is_matched_before_closer_volumes(two_domai
                              "T1"], capture_output=True, text=True)
     assert result.returncode == 2 and "mri_T2_0001.json has 'patient' ['7']" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def organ_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean DSC over liver, kidneys and spleen (FLARE ids 1, 2, 3, 13)."""
+    return float(np.mean([2 * np.sum((a == i) & (b == i)) / max(1, np.sum(a == i) + np.sum(b == i))
+                          for i in (1, 2, 3, 13)]))
+
+
+@pytest.mark.slow  # phantoms and three matchings
+def test_world_carries_a_series_label_as_the_scanner_placed_it(tmp_path):
+    """Phantom subjects with a T1, a T2 and a DWI series each, on grids of their own: the DWI label resampled in world
+    coordinates fits the other series of its subject, whatever their own labels say; a series whose subject has none
+    in a better sub-domain is refused with one line, the others are still written."""
+    from nnunetv2_uda.phantoms.datasets import make_phantom_datasets
+
+    mri = make_phantom_datasets(tmp_path / "phantoms", num_ct=1, num_mri=7, shape=(16, 48, 48),
+                                series_per_patient=3).mri_folder
+    truth = {path.name[:-7]: path for path in (mri / "labelsEval").glob("*.nii.gz")}
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for case, path in truth.items():  # DWI keeps its true label, the others get a wrong one: one voxel of liver
+        label = sitk.ReadImage(str(path))
+        if "DWI" not in case:
+            array = np.zeros_like(sitk.GetArrayFromImage(label))
+            array[0, 0, 0] = 1
+            label = sitk.GetImageFromArray(array)
+            label.CopyInformation(sitk.ReadImage(str(path)))
+        sitk.WriteImage(label, str(labels / f"{case}.nii.gz"))
+    with pytest.raises(FailedCasesError) as failed:
+        multi_domain_matching(mri / "imagesTr", labels, tmp_path / "world", order=["DWI", "T1", "T2"],
+                              registration_on="world")
+    assert list(failed.value.failures) == ["PhantomMRI_T1_0006"]  # subject 2 has no DWI series
+    assert "no series of its patient (2)" in failed.value.failures["PhantomMRI_T1_0006"]
+    written = sorted(path.name for path in (tmp_path / "world").glob("*.nii.gz"))
+    assert written == sorted(f"{case}.nii.gz" for case in truth if case != "PhantomMRI_T1_0006")
+    for case in ("PhantomMRI_T1_0000", "PhantomMRI_T2_0001", "PhantomMRI_T1_0003", "PhantomMRI_T2_0004"):
+        carried = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "world" / f"{case}.nii.gz")))
+        # 0.6-0.8 at this coarse grid; the same label placed by voxel index instead of position scores 0.1-0.5
+        assert organ_dice(carried, sitk.GetArrayFromImage(sitk.ReadImage(str(truth[case])))) > 0.55, case
+    with open(tmp_path / "world" / "mdm_matches.csv", newline="") as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    assert rows["PhantomMRI_T2_0004"]["matched_case"] in ("PhantomMRI_DWI_0005", "PhantomMRI_T1_0003")
+    assert rows["PhantomMRI_T2_0004"]["same_patient"] == "True" and rows["PhantomMRI_T2_0004"]["metric_after"] == "nan"
+
+    for sidecar in (mri / "imagesTr").glob("*.json"):  # no patients known: refused before anything is read
+        sidecar.write_text(json.dumps({"sequence": json.loads(sidecar.read_text())["sequence"]}))
+    with pytest.raises(PseudoLabelError, match="no case names its patient"):
+        multi_domain_matching(mri / "imagesTr", labels, tmp_path / "none", order=["DWI", "T1", "T2"],
+                              registration_on="world")
+    assert not (tmp_path / "none").exists()
