@@ -58,8 +58,8 @@ def test_cpu_and_gpu_recipes_share_the_best_chains_choices():
     cpu, gpu = load_recipe("cpu"), load_recipe("gpu")
     for key in ("largest_component", "ablation", "source_warm_start", "warm_start"):
         assert cpu[key] == gpu[key], key
-    assert cpu["trainer"] == "nnUNetTrainerUDAQuickGINNoMirroring"
-    assert gpu["trainer"] == "nnUNetTrainerUDASmallGINNoMirroring" and gpu["configuration"] == "3d_fullres"
+    assert cpu["trainer"] == "nnUNetTrainerUDAQuickLocationScaleNoMirroring"
+    assert gpu["trainer"] == "nnUNetTrainerUDASmallLocationScaleNoMirroring" and gpu["configuration"] == "3d_fullres"
     paper = load_recipe("paper")
     assert "asit_mdm_plf" in paper["ablation"] and paper["trainer"] == "nnUNetTrainerUDASmall"
     assert all(ROWS[row].rounds >= 1 for row in (cpu["ablation"][-1], paper["ablation"][-1]))  # last row has PLF
