@@ -129,9 +129,10 @@ def demo_config(root: Path, device: str) -> dict:
 def demo_entry() -> None:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_uda_demo",
-        description="Makes phantom CT and multi-sequence MRI datasets (nnUNetv2_uda_make_phantoms) and runs the "
-                    "pipeline on them with recipe 'demo' (the cpu recipe's chain at a small budget, about 15 minutes "
-                    "on 2 CPU cores; its header in nnunetv2_uda/recipes/demo.yaml gives the measured scores and time), "
+        description="Makes phantom CT and multi-sequence MRI datasets (nnUNetv2_uda_make_phantoms; three series per "
+                    "subject) and runs the pipeline on them with recipe 'demo' (the cpu recipe's chain plus MDM within "
+                    "the patient at a small budget, 6-12 minutes on 2 CPU cores; its header in "
+                    "nnunetv2_uda/recipes/demo.yaml gives the measured scores and time), "
                     "ending with OUTPUT_FOLDER/pipeline/report.md. It writes OUTPUT_FOLDER/demo_config.yaml, which "
                     "nnUNetv2_uda_run takes to rerun or change it. nnU-Net's folder variables default to subfolders "
                     "of OUTPUT_FOLDER when unset.")

@@ -267,7 +267,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
             raise FailedCasesError(failures, len(cases), None)
         _write_matches_csv(records, staging / MATCHES_CSV)
         if panels:
-            plot_label_panels(panels, ["own pseudo-label", "after MDM (registered)"], staging / MATCHES_PNG)
+            after = "after MDM (world coordinates)" if registration_on == "world" else "after MDM (registered)"
+            plot_label_panels(panels, ["own pseudo-label", after], staging / MATCHES_PNG)
     if failures:
         raise FailedCasesError(failures, len(cases), output)
     return records
