@@ -19,8 +19,10 @@ class StageCommandError(UserInputError):
 
 
 def say(message: str) -> None:
-    """A line of the pipeline's own (not a command's) output."""
-    print(f"[nnUNetv2_uda_run] {message}", flush=True)
+    """A line of the pipeline's own (not a command's) output, written in one call: steps that run in threads at once
+    (``parallel_steps``, ``num_parts``) would otherwise interleave one line's text with another's newline."""
+    sys.stdout.write(f"[nnUNetv2_uda_run] {message}\n")
+    sys.stdout.flush()
 
 
 def run_logged(args: list, log_file: Path, env: dict[str, str] | None = None) -> None:
@@ -31,7 +33,8 @@ def run_logged(args: list, log_file: Path, env: dict[str, str] | None = None) ->
     with open(log_file, "ab") as log:
         log.write(f"\n$ {shlex.join(args)}\n".encode())
         log.flush()
-        print(f"$ {shlex.join(args)}", flush=True)
+        sys.stdout.write(f"$ {shlex.join(args)}\n")  # one call, as in say()
+        sys.stdout.flush()
         try:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except FileNotFoundError as error:
