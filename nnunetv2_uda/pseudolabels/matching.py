@@ -2,7 +2,8 @@
 
 Target MRI mixes sequences (sub-domains); pseudo-labels are good on some and poor on others. Each case X of a
 worse sub-domain takes the pseudo-label of the better-domain case u* whose organ volumes are closest to X's own
-(eq. 5: argmin_u ||vol(X) - vol(u)||_1, volumes in mL), affinely registered onto X and warped into X's geometry.
+(eq. 5: argmin_u ||vol(X) - vol(u)||_1, volumes in mL), affinely registered onto X (or, between series of one
+patient, left where the scanner placed it) and warped into X's geometry.
 Where the patients are known and X's own patient has a case among the candidates, u* is the nearest of those: a series
 of the same patient fits X's anatomy as no other patient's can (the paper's data had one series per patient).
 Sub-domains are ranked by the user's order, by how plausible their organ volumes are against labeled CT cases, or
@@ -267,8 +268,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
             raise FailedCasesError(failures, len(cases), None)
         _write_matches_csv(records, staging / MATCHES_CSV)
         if panels:
-            after = "after MDM (world coordinates)" if registration_on == "world" else "after MDM (registered)"
-            plot_label_panels(panels, ["own pseudo-label", after], staging / MATCHES_PNG)
+            column = "after MDM (world coordinates)" if registration_on == "world" else "after MDM (registered)"
+            plot_label_panels(panels, ["own pseudo-label", column], staging / MATCHES_PNG)
     if failures:
         raise FailedCasesError(failures, len(cases), output)
     return records
