@@ -13,6 +13,7 @@ from nnunetv2_uda.phantoms.datasets import (
     MAX_DATASET_ID,
     make_phantom_datasets,
 )
+from nnunetv2_uda.phantoms.tissues import SEQUENCES
 
 
 def dataset_id(text: str) -> int:
@@ -45,7 +46,8 @@ def make_phantoms_entry() -> None:
                         help=f"random seed (default {DEFAULT_SEED})")
     parser.add_argument("--ct_id", type=dataset_id, default=991, help="dataset id of the CT dataset (default 991)")
     parser.add_argument("--mri_id", type=dataset_id, default=992, help="dataset id of the MRI dataset (default 992)")
-    parser.add_argument("--series_per_patient", type=positive_int, default=1, choices=(1, 2, 3),
+    parser.add_argument("--series_per_patient", type=positive_int, default=1,
+                        choices=range(1, len(SEQUENCES) + 1),
                         help="MRI series per subject: with 3, MRI cases 0-2 are the T1, T2 and DWI series of one "
                              "subject (each with its own coverage and position), 3-5 of the next, and their sidecars "
                              "name the same patient, as in a clinical study; 1 (default): every MRI case a subject "

@@ -18,11 +18,16 @@ class StageCommandError(UserInputError):
     exit_code = 1
 
 
-def say(message: str) -> None:
-    """A line of the pipeline's own (not a command's) output, written in one call: steps that run in threads at once
-    (``parallel_steps``, ``num_parts``) would otherwise interleave one line's text with another's newline."""
-    sys.stdout.write(f"[nnUNetv2_uda_run] {message}\n")
+def write_line(text: str) -> None:
+    """``text`` and its newline in one write: steps that run in threads at once (``parallel_steps``, ``num_parts``)
+    would otherwise interleave one line's text with another's newline, as ``print`` writes them apart."""
+    sys.stdout.write(f"{text}\n")
     sys.stdout.flush()
+
+
+def say(message: str) -> None:
+    """A line of the pipeline's own (not a command's) output."""
+    write_line(f"[nnUNetv2_uda_run] {message}")
 
 
 def run_logged(args: list, log_file: Path, env: dict[str, str] | None = None) -> None:
@@ -33,8 +38,7 @@ def run_logged(args: list, log_file: Path, env: dict[str, str] | None = None) ->
     with open(log_file, "ab") as log:
         log.write(f"\n$ {shlex.join(args)}\n".encode())
         log.flush()
-        sys.stdout.write(f"$ {shlex.join(args)}\n")  # one call, as in say()
-        sys.stdout.flush()
+        write_line(f"$ {shlex.join(args)}")
         try:
             process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         except FileNotFoundError as error:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,12 +37,7 @@ from nnunetv2_uda.pseudolabels.label_io import (
     require_cases,
 )
 from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, organ_volumes_ml, select, volume_reference
-from nnunetv2_uda.pseudolabels.registration import (
-    RegistrationInput,
-    RegistrationResult,
-    register_affine,
-    warp_label,
-)
+from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
 from nnunetv2_uda.pseudolabels.sequences import (
     assign_patients,
     assign_sequences,
@@ -55,7 +49,6 @@ from nnunetv2_uda.pseudolabels.sequences import (
 MATCHES_CSV = "mdm_matches.csv"
 MATCHES_PNG = "mdm_matches.png"
 FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
-WORLD = sitk.Transform(3, sitk.sitkIdentity)  # registration_on "world": the label stays where the scanner placed it
 
 
 @dataclass
@@ -129,19 +122,6 @@ def plot_label_panels(panels: list[Panel], columns: list[str], path: Path) -> No
     plt.close(figure)
 
 
-def _register(case: str, label_file: Path, match: str, label: sitk.Image, match_label: sitk.Image,
-              image: sitk.Image, read_target: Callable[[str], sitk.Image],
-              registration_on: RegistrationInput) -> RegistrationResult:
-    """The affine map of ``match`` onto ``case``: their label maps, or their images for ``images`` and ``body``."""
-    fixed, moving = (label, match_label) if registration_on == "labels" else (image, read_target(match))
-    try:
-        return register_affine(fixed, moving, registration_on)
-    except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[-1]
-        raise PseudoLabelError(f"case '{case}' ({label_file}): registering matched case '{match}' failed: "
-                               f"{reason}") from error
-
-
 def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | str, output_folder: Path | str,
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
                           uncertainty_csv: Path | str | None = None, ct_labels: Path | str | None = None,
@@ -183,11 +163,12 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     uncertainty = read_uncertainty_csv(Path(uncertainty_csv)) if uncertainty_csv else None
     scores = mean_uncertainty(sequences, uncertainty) if uncertainty is not None and several and not order else None
 
+    on_images = registration_on in ("images", "body")  # else the label maps are registered (or not, for world)
+
     def read_target(case: str) -> sitk.Image:
         """The case's image: its geometry only, unless registration reads the images."""
         image_file = images[case][0]
-        return read_image(image_file, allow_nonfinite) if registration_on in ("images", "body") else \
-            read_reference(image_file)
+        return read_image(image_file, allow_nonfinite) if on_images else read_reference(image_file)
 
     failures: dict[str, str] = {}
     volumes: dict[str, np.ndarray] = {}
@@ -246,23 +227,27 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                                                f"written before it; use 'labels' or 'body' for such cases")
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
                     match_label = read_label_map(done[match])
-                    result = None if registration_on == "world" else \
-                        _register(case, labels[case], match, label, match_label, image, read_target, registration_on)
+                    fixed, moving = (image, read_target(match)) if on_images else (label, match_label)
+                    try:
+                        result = register_affine(fixed, moving, registration_on)
+                    except (RuntimeError, ValueError) as error:
+                        reason = str(error).strip().splitlines()[-1]
+                        raise PseudoLabelError(f"case '{case}' ({labels[case]}): registering matched case '{match}' "
+                                               f"failed: {reason}") from error
                 except EXPECTED_ERRORS as error:
                     failures[case] = one_line(error)
                     continue
-                warped = warp_label(match_label, image, result.transform if result else WORLD)
+                warped = warp_label(match_label, image, result.transform)
                 sitk.WriteImage(warped, str(destination), True)
                 if len(panels) < FIGURE_CASES:
                     panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
                     panels += [panel] if panel is not None else []
-                before, after = (result.metric_before, result.metric_after) if result else (float("nan"),) * 2
-                records.append(MatchRecord(case, sequence, match, sequences[match], distance, before, after,
-                                           bool(own_patient)))
+                records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
+                                           result.metric_after, bool(own_patient)))
                 written.append(case)
-                how = f"mean squares {before:.4g} -> {after:.4g}" if result else "in world coordinates"
                 print(f"{case} ({sequence}) <- {match} ({sequences[match]}{', same patient' if own_patient else ''}):"
-                      f" volume L1 {distance:.1f} mL, {how}")
+                      f" volume L1 {distance:.1f} mL, mean squares {result.metric_before:.4g} -> "
+                      f"{result.metric_after:.4g}{' (world coordinates)' if registration_on == 'world' else ''}")
             done.update({case: staging / f"{case}.nii.gz" for case in written})
         if not records:
             raise FailedCasesError(failures, len(cases), None)

@@ -6,9 +6,10 @@ mapping on both sides): the two cases come from different MRI sequences, whose i
 an L2 term on the images would pull organs of opposite contrast onto each other. The images option (z-scored
 intensities) is there for cases of the same sequence. The body option registers the body outlines (each image's body
 mask): contrast does not enter it, and neither does the case's own pseudo-label, which is wrong where MDM is needed
-most (a label registered onto a wrong label lands where the wrong one is). The world option registers nothing: the
-matched label is resampled where the scanner placed it, which is right for series of one patient from one session
-(they share the scanner's coordinates, as DICOM's frame of reference says) and meaningless across patients.
+most (a label registered onto a wrong label lands where the wrong one is). The world option registers nothing (the
+identity; its metric is that of the label maps as they lie): the matched label is resampled where the scanner placed
+it, which is right for series of one patient from one session (they share the scanner's coordinates, as DICOM's
+frame of reference says) and meaningless across patients.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ def body_mask(image: sitk.Image) -> sitk.Image:
 def registration_input(image: sitk.Image, kind: RegistrationInput) -> sitk.Image:
     """The float image the L2 term compares: label ids as they are, z-scored intensities, or the body mask."""
     image = sitk.Cast(image, sitk.sitkFloat32)
-    if kind == "labels":
+    if kind in ("labels", "world"):
         return image
     if kind == "body":
         return sitk.Cast(body_mask(image), sitk.sitkFloat32)
-    if kind != "images":  # "world" registers nothing, so it has no input
+    if kind != "images":
         raise ValueError(f"registration input must be one of {', '.join(REGISTRATION_INPUTS)}, got {kind!r}")
     array = sitk.GetArrayViewFromImage(image)
     normalized = sitk.ShiftScale(image, -float(array.mean()), 1.0 / max(float(array.std()), 1e-8))
@@ -71,8 +72,13 @@ def _centre_of_mass_initializer(fixed: sitk.Image, moving: sitk.Image, kind: Reg
 
 def register_affine(fixed: sitk.Image, moving: sitk.Image, kind: RegistrationInput = "labels",
                     iterations: int = 300) -> RegistrationResult:
-    """Registers ``moving`` onto ``fixed`` (both label maps, or both images for ``images`` and ``body``)."""
+    """Registers ``moving`` onto ``fixed`` (both label maps, or both images for ``images`` and ``body``); ``world``
+    returns the identity, whatever the labels hold (the case's own may be empty: that is when it needs another's)."""
     fixed_input, moving_input = registration_input(fixed, kind), registration_input(moving, kind)
+    identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
+    if kind == "world":
+        metric = mean_squares(fixed_input, moving_input, identity)
+        return RegistrationResult(identity, metric, metric)
     if not np.any(sitk.GetArrayViewFromImage(fixed_input)) or not np.any(sitk.GetArrayViewFromImage(moving_input)):
         raise ValueError("cannot register an empty image or label map")
     method = sitk.ImageRegistrationMethod()
@@ -86,7 +92,6 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, kind: RegistrationInp
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     method.SetInitialTransform(_centre_of_mass_initializer(fixed_input, moving_input, kind), inPlace=False)
     transform = method.Execute(fixed_input, moving_input)
-    identity = sitk.Transform(fixed.GetDimension(), sitk.sitkIdentity)
     return RegistrationResult(transform, mean_squares(fixed_input, moving_input, identity),
                               mean_squares(fixed_input, moving_input, transform))
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows, read_json_object
 
 # tokens of a case name that name a sequence, e.g. PhantomMRI_T2_0003 or amos_0507_T1_inphase
 SEQUENCE_TOKENS = ("T1", "T1C", "T1CE", "T1W", "T2", "T2W", "T2SPIR", "FLAIR", "DWI", "ADC", "PD", "DIXON",
@@ -26,19 +25,15 @@ def read_sequences_csv(path: Path) -> dict[str, str]:
     return {row["case"]: row["sequence"] for row in read_csv_rows(path, ("case", "sequence"), "--sequences_csv")}
 
 
+def sidecar_file(images_folder: Path, case: str) -> Path:
+    return Path(images_folder) / f"{case}.json"
+
+
 def read_sidecar(images_folder: Path, case: str) -> dict | None:
-    """The JSON object of the sidecar ``<case>.json`` next to the images, None without one; anything but a JSON
-    object is an error naming the file."""
-    sidecar = Path(images_folder) / f"{case}.json"
-    if not sidecar.is_file():
-        return None
-    try:
-        value = json.loads(sidecar.read_text())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise PseudoLabelError(f"case '{case}': sidecar {sidecar} is not readable JSON ({error})") from error
-    if not isinstance(value, dict):
-        raise PseudoLabelError(f"case '{case}': sidecar {sidecar} holds {type(value).__name__}, not a JSON object")
-    return value
+    """The JSON object of the sidecar ``<case>.json`` next to the images, None without one."""
+    sidecar = sidecar_file(images_folder, case)
+    return read_json_object(sidecar, f"not the sidecar of case '{case}' (a JSON object such as "
+                                     f'{{"sequence": "T2"}})') if sidecar.is_file() else None
 
 
 def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:
@@ -51,15 +46,16 @@ def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path 
     from_csv = read_sequences_csv(sequences_csv) if sequences_csv else {}
     sequences: dict[str, str | None] = {}
     for case in cases:
-        sidecar = read_sidecar(images_folder, case) if case not in from_csv else None
         if case in from_csv:
             sequences[case] = from_csv[case]
-        elif sidecar is not None:
-            if "sequence" not in sidecar:
-                raise PseudoLabelError(f"case '{case}': sidecar {images_folder}/{case}.json has no 'sequence'")
+            continue
+        sidecar = read_sidecar(images_folder, case)
+        if sidecar is None:
+            sequences[case] = sequence_from_name(case)
+        elif "sequence" in sidecar:
             sequences[case] = str(sidecar["sequence"])
         else:
-            sequences[case] = sequence_from_name(case)
+            raise PseudoLabelError(f"case '{case}': sidecar {sidecar_file(images_folder, case)} has no 'sequence'")
     unknown = sorted(case for case, sequence in sequences.items() if sequence is None)
     if unknown and len(unknown) < len(cases):
         raise PseudoLabelError(f"no sequence known for case(s) {unknown}: give a --sequences_csv (case,sequence), a "
@@ -83,8 +79,8 @@ def assign_patients(cases: list[str], images_folder: Path, sequences_csv: Path |
         if patient is None:
             continue
         if isinstance(patient, bool) or not isinstance(patient, str | int) or not str(patient).strip():
-            raise PseudoLabelError(f"case '{case}': sidecar {images_folder}/{case}.json has 'patient' {patient!r}, "
-                                   f"not a name or number")
+            raise PseudoLabelError(f"case '{case}': sidecar {sidecar_file(images_folder, case)} has 'patient' "
+                                   f"{patient!r}, not a name or number")
         patients[case] = str(patient).strip()
     return patients
 

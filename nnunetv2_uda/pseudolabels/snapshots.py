@@ -12,12 +12,11 @@ written under a temporary name, renamed, and only then listed, so a listed snaps
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
-from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_json_object
 
 SNAPSHOT_SUBFOLDER = "pseudolabel_snapshots"
 RECORD_FILE = "snapshots.json"
@@ -56,12 +55,7 @@ def resolve_snapshot_folder(folder: Path) -> Path:
 def load_record(snapshot_folder: Path) -> SnapshotRecord:
     path = Path(snapshot_folder) / RECORD_FILE
     written_by = "not the record nnUNetTrainerUDAPseudoLabel writes"
-    try:
-        content = json.loads(path.read_text())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise PseudoLabelError(f"{path}: not valid JSON ({error}); {written_by}") from error
-    if not isinstance(content, dict):
-        raise PseudoLabelError(f"{path}: holds a {type(content).__name__}, {written_by}")
+    content = read_json_object(path, written_by)
     missing = [key for key in ("target_images", "epochs") if key not in content]
     if missing:
         raise PseudoLabelError(f"{path}: lacks {', '.join(map(repr, missing))}; {written_by}")
