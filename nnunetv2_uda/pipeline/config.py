@@ -107,6 +107,7 @@ class PipelineConfig:
     sequence_order: list[str] | None = None
     sequence_ranking: str = "plausibility"  # without sequence_order: see SEQUENCE_RANKINGS
     mdm_registration: str = "labels"  # what MDM's affine registration aligns: REGISTRATION_INPUTS
+    mdm_keep_more_plausible: bool = False  # a case keeps its label unless its match's volumes are more plausible
     translator: TranslatorSettings = field(default_factory=TranslatorSettings)  # stage 1: nnUNetv2_uda_train_translator
     source_training: TrainingBudget = field(default_factory=TrainingBudget)
     ct_training: TrainingBudget | None = None
@@ -240,6 +241,9 @@ def _check_values(config: PipelineConfig, problems: list[str]) -> None:
     if config.mdm_registration not in REGISTRATION_INPUTS:
         problems.append(f"'mdm_registration': {config.mdm_registration!r} is not one of "
                         f"{', '.join(REGISTRATION_INPUTS)}")
+    if config.mdm_keep_more_plausible and config.sequence_ranking != "plausibility" and not config.sequence_order:
+        problems.append("'mdm_keep_more_plausible': compares organ volumes against the CT labels, which the "
+                        "'uncertainty' ranking does not read; use sequence_ranking 'plausibility' or a sequence_order")
     if config.device not in ("cpu", "cuda", "mps"):
         problems.append(f"'device': {config.device!r} is not one of cpu, cuda, mps")
     if isinstance(config.scheduler, str) and "://" not in config.scheduler:

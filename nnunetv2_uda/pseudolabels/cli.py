@@ -86,6 +86,12 @@ def mdm_entry() -> None:
                              "stays where the scanner placed it; only between series of one patient from one "
                              "session, whose headers share the scanner's coordinates; a case with no such series is "
                              "refused)")
+    parser.add_argument("--keep_more_plausible", action="store_true",
+                        help="with --ct_labels: a case of a worse sub-domain takes its match's label only where the "
+                             "match's organ volumes are more plausible than its own (the per-case score the ranking "
+                             "takes the median of); otherwise it keeps its own pseudo-label (kept_own in "
+                             f"{MATCHES_CSV}). A sub-domain's rank says nothing about each of its cases, least of all "
+                             "when it holds one or two")
     parser.add_argument(ALLOW_NONFINITE_FLAG, action="store_true",
                         help="with --registration_on images or body: replace NaN/inf voxels of an image by its lowest "
                              "finite value (said on stderr) instead of refusing the case")
@@ -94,8 +100,8 @@ def mdm_entry() -> None:
     args = parser.parse_args()
     records = multi_domain_matching(args.images_folder, args.pseudolabel_folder, args.output_folder, args.order,
                                     args.sequences_csv, args.uncertainty_csv, args.ct_labels, args.registration_on,
-                                    args.overwrite, args.allow_nonfinite)
-    matched = sum(1 for record in records if record.matched_case)
+                                    args.overwrite, args.allow_nonfinite, args.keep_more_plausible)
+    matched = sum(1 for record in records if record.matched_case and not record.kept_own)
     print(f"{matched} of {len(records)} pseudo-labels replaced by matched ones; written to {args.output_folder}")
 
 

@@ -9,7 +9,9 @@ of the same patient fits X's anatomy as no other patient's can (the paper's data
 Sub-domains are ranked by the user's order, by how plausible their organ volumes are against labeled CT cases, or
 by their mean snapshot uncertainty; they are handled best first, and a case's candidates are all cases of strictly
 better sub-domains, with the labels they have in the output (original for the best sub-domain, already matched for
-the others).
+the others). MDM assumes a match's label is better than the case's own; with the CT labels' organ volumes at hand that
+can be checked per case (``keep_more_plausible``): a ranking of sub-domains by their medians says nothing about a
+single case, least of all when a sub-domain holds one or two cases.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from nnunetv2_uda.pseudolabels.label_io import (
     read_reference,
     require_cases,
 )
-from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, organ_volumes_ml, select, volume_reference
+from nnunetv2_uda.pseudolabels.organ_volumes import label_volumes_ml, select, volume_reference
 from nnunetv2_uda.pseudolabels.registration import RegistrationInput, register_affine, warp_label
 from nnunetv2_uda.pseudolabels.sequences import (
     assign_patients,
@@ -61,6 +63,9 @@ class MatchRecord:
     metric_before: float  # registration's mean squares before and after (nan when copied)
     metric_after: float
     same_patient: bool  # the match is a series of the case's own patient
+    own_implausibility: float  # organ-volume implausibility of the case's own and its match's label (nan without
+    match_implausibility: float  # the CT labels)
+    kept_own: bool  # the case kept its own label: its match's was no more plausible (keep_more_plausible)
 
 
 def nearest_by_volume(volumes: np.ndarray, candidates: dict[str, np.ndarray]) -> tuple[str, float]:
@@ -126,7 +131,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                           order: list[str] | None = None, sequences_csv: Path | str | None = None,
                           uncertainty_csv: Path | str | None = None, ct_labels: Path | str | None = None,
                           registration_on: RegistrationInput = "labels", overwrite: bool = False,
-                          allow_nonfinite: bool = False) -> list[MatchRecord]:
+                          allow_nonfinite: bool = False, keep_more_plausible: bool = False) -> list[MatchRecord]:
     """Writes ``OUTPUT_FOLDER/<case>.nii.gz`` for every pseudo-labelled case, ``mdm_matches.csv`` and, where a case
     was matched, ``mdm_matches.png`` (the first :data:`FIGURE_CASES` matched cases: own label against matched label).
 
@@ -136,6 +141,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     ``allow_nonfinite`` replaces NaN/inf voxels of images read for ``registration_on`` ``"images"`` or ``"body"``.
     Without ``order``, the sub-domains are ranked by ``ct_labels`` (a folder of labeled CT cases: median organ-volume
     implausibility, :mod:`organ_volumes`) or ``uncertainty_csv`` (mean snapshot uncertainty), whichever is given.
+    ``keep_more_plausible`` (needs ``ct_labels``) lets a case keep its own label unless its match's organ volumes are
+    more plausible than its own.
     """
     images_folder, pseudolabel_folder, output = Path(images_folder), Path(pseudolabel_folder), Path(output_folder)
     labels = label_files(pseudolabel_folder)
@@ -148,6 +155,9 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                                f"<case>_0000.nii.gz in {images_folder}")
     if uncertainty_csv and ct_labels:
         raise PseudoLabelError("give either the uncertainty CSV or the CT labels to rank the sub-domains by, not both")
+    if keep_more_plausible and not ct_labels:
+        raise PseudoLabelError("keeping a case's own pseudo-label where it is more plausible needs the CT labels whose "
+                               "organ volumes say what is plausible (--ct_labels)")
     inputs = (images_folder, pseudolabel_folder, sequences_csv, uncertainty_csv, ct_labels)
     check_output_folder(output, inputs, overwrite)
     cases = sorted(labels)
@@ -184,8 +194,8 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     if several and not label_ids:
         raise PseudoLabelError(f"every pseudo-label in {pseudolabel_folder} is empty: there are no organ volumes to "
                                f"match by")
-    if ct_labels and several and not order:
-        reference = volume_reference(Path(ct_labels), label_ids)
+    reference = volume_reference(Path(ct_labels), label_ids) if ct_labels and several else None
+    if reference is not None and not order:
         scores = median_implausibility(sequences, {case: reference.implausibility(case_volumes)
                                                    for case, case_volumes in volumes.items()})
     ranking = order_sub_domains(sequences, order, scores)
@@ -203,14 +213,15 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         done: dict[str, Path] = {}
         for rank, sequence in enumerate(ranking):
             members = [case for case in cases if sequences[case] == sequence and case not in failures]
-            candidates = {case: organ_volumes_ml(read_label_map(path), label_ids) for case, path in done.items()}
+            done_volumes = {case: label_volumes_ml(read_label_map(path)) for case, path in done.items()}
+            candidates = {case: select(case_volumes, label_ids) for case, case_volumes in done_volumes.items()}
             written = []
             for case in tqdm(members, desc=f"multi-domain matching {sequence}", disable=None):
                 destination = staging / f"{case}.nii.gz"
                 if rank == 0:
                     shutil.copyfile(labels[case], destination)  # its geometry was checked above
-                    records.append(MatchRecord(case, sequence, "", "", float("nan"), float("nan"), float("nan"),
-                                               False))
+                    nan = float("nan")
+                    records.append(MatchRecord(case, sequence, "", "", nan, nan, nan, False, nan, nan, False))
                     written.append(case)
                     continue
                 try:
@@ -226,6 +237,18 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                                                f"series of one patient, and no series of its patient ({patient}) was "
                                                f"written before it; use 'labels' or 'body' for such cases")
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
+                    own_score, match_score = ((reference.implausibility(volumes[case]),
+                                               reference.implausibility(done_volumes[match]))
+                                              if reference is not None else (float("nan"), float("nan")))
+                    if keep_more_plausible and match_score >= own_score:
+                        shutil.copyfile(labels[case], destination)
+                        records.append(MatchRecord(case, sequence, match, sequences[match], distance, float("nan"),
+                                                   float("nan"), bool(own_patient), own_score, match_score, True))
+                        written.append(case)
+                        print(f"{case} ({sequence}) keeps its own pseudo-label: {match} ({sequences[match]}) is no "
+                              f"more plausible (organ-volume implausibility {match_score:.3g}, its own "
+                              f"{own_score:.3g})")
+                        continue
                     match_label = read_label_map(done[match])
                     fixed, moving = (image, read_target(match)) if on_images else (label, match_label)
                     try:
@@ -243,7 +266,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                     panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
                     panels += [panel] if panel is not None else []
                 records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
-                                           result.metric_after, bool(own_patient)))
+                                           result.metric_after, bool(own_patient), own_score, match_score, False))
                 written.append(case)
                 print(f"{case} ({sequence}) <- {match} ({sequences[match]}{', same patient' if own_patient else ''}):"
                       f" volume L1 {distance:.1f} mL, mean squares {result.metric_before:.4g} -> "

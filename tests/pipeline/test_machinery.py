@@ -317,12 +317,16 @@ def test_only_ct_mdm_rows_match_the_ct_networks_pseudolabels_ranked_by_its_snaps
         config_from_dict({**too_short, "sequence_ranking": "volume"})
     with pytest.raises(ConfigError, match=r"'mdm_registration': 'outline' is not one of labels, images, body"):
         config_from_dict({**too_short, "mdm_registration": "outline"})
+    with pytest.raises(ConfigError, match=r"'mdm_keep_more_plausible': .* 'uncertainty' ranking does not read"):
+        config_from_dict({**too_short, "sequence_ranking": "uncertainty", "mdm_keep_more_plausible": True,
+                          "ct_training": {"epochs": 4, "iterations_per_epoch": 2}})
 
 
 def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
     """By default the MDM step ranks the sequences by organ-volume plausibility against the labeled CT cases the
-    networks trained on; a given order wins; 'mdm_registration' reaches the command. Runs the real nnUNetv2_uda_mdm
-    on tiny label maps."""
+    networks trained on; a given order wins; 'mdm_registration' reaches the command; with 'mdm_keep_more_plausible'
+    the CT labels are read even with an order, and a case whose own label is the more plausible keeps it. Runs the
+    real nnUNetv2_uda_mdm on tiny label maps."""
     images, pseudolabels, ct = tmp_path / "images", tmp_path / "pseudolabels", tmp_path / "ct"
     for folder in (images, pseudolabels, ct / "labelsTr"):
         folder.mkdir(parents=True)
@@ -330,10 +334,11 @@ def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
     write_case(pseudolabels, images, "mri_T1_0002", organ_map(1.3))
     for index, scale in enumerate((1.25, 1.3, 1.35)):  # CT organs the size of the T1 case's: T1 ranks first
         write_case(ct / "labelsTr", tmp_path, f"ct_{index}", organ_map(scale))
-    matched = {}
-    for name, order, registration in (("ranked", None, "labels"), ("ordered", ["T2", "T1"], "body")):
+    matched, kept = {}, {}
+    for name, order, registration, keep in (("ranked", None, "labels", False), ("ordered", ["T2", "T1"], "body", False),
+                                            ("guarded", ["T2", "T1"], "labels", True)):
         config = config_from_dict(minimal(tmp_path / name, ablation=["only_ct_mdm"], sequence_order=order,
-                                          mdm_registration=registration))
+                                          mdm_registration=registration, mdm_keep_more_plausible=keep))
         mdm_step = {step.name: step for step in build_steps(config, config.rows)[0]}["mdm_ct"]
         context = SimpleNamespace(config=config, out=tmp_path / name / "out",
                                   sequences={"mri_T2_0001": "T2", "mri_T1_0002": "T1"},
@@ -342,12 +347,16 @@ def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
                                   manifest_outputs={"pseudolabel_ct": {"labels": str(pseudolabels)}}.__getitem__)
         outputs = mdm_step.action(context, None)
         with open(outputs["matches"], newline="") as handle:
-            matched[name] = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
+            rows = list(csv.DictReader(handle))
+        matched[name] = {row["case"]: row["matched_case"] for row in rows}
+        kept[name] = {row["case"] for row in rows if row["kept_own"] == "True"}
         log = (tmp_path / name / "out" / "mdm_ct.log").read_text()
-        assert ("--ct_labels" in log) == (order is None) and ("--order" in log) == (order is not None)
-        assert f"--registration_on {registration}" in log
+        assert ("--ct_labels" in log) == (order is None or keep) and ("--order" in log) == (order is not None)
+        assert f"--registration_on {registration}" in log and ("--keep_more_plausible" in log) == keep
     assert matched == {"ranked": {"mri_T1_0002": "", "mri_T2_0001": "mri_T1_0002"},
-                       "ordered": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"}}
+                       "ordered": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"},
+                       "guarded": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"}}
+    assert kept == {"ranked": set(), "ordered": set(), "guarded": {"mri_T1_0002"}}  # its size is the CT organs'
 
 
 def test_only_ct_plf_self_trains_from_the_ct_networks_pseudolabels(tmp_path):

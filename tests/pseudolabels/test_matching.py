@@ -190,6 +190,36 @@ def test_ct_labels_rank_the_sub_domain_with_plausible_volumes_first(two_domains,
     assert not (tmp_path / "out2").exists()
 
 
+def test_a_case_keeps_its_own_label_where_it_is_more_plausible_than_its_match(two_domains, tmp_path):
+    """CT organs the size of T2_0002's (scale 1.35): with T1 (1.3) put first, T2_0002 keeps its own label, while
+    T2_0001 (1.0, implausibly small) still takes T1's; without --ct_labels the flag is refused in one line."""
+    images, labels = two_domains
+    ct = write_ct_labels(tmp_path / "ct", [1.35, 1.35])
+    result = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "out"), "--order", "T1",
+                             "T2", "--ct_labels", str(ct), "--keep_more_plausible"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "mri_T2_0002 (T2) keeps its own pseudo-label: mri_T1_0003 (T1) is no more plausible" in result.stdout
+    assert "1 of 3 pseudo-labels replaced" in result.stdout
+    with open(tmp_path / "out" / "mdm_matches.csv", newline="") as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    assert [rows[case]["kept_own"] for case in ("mri_T2_0002", "mri_T2_0001", "mri_T1_0003")] == ["True", "False",
+                                                                                                   "False"]
+    assert rows["mri_T1_0003"]["same_patient"] == "False" and rows["mri_T1_0003"]["own_implausibility"] == "nan"
+    assert rows["mri_T2_0002"]["matched_case"] == rows["mri_T2_0001"]["matched_case"] == "mri_T1_0003"
+    assert float(rows["mri_T2_0002"]["own_implausibility"]) < float(rows["mri_T2_0002"]["match_implausibility"]) < \
+        float(rows["mri_T2_0001"]["own_implausibility"])
+
+    def written(case: str, folder: Path) -> np.ndarray:
+        return sitk.GetArrayFromImage(sitk.ReadImage(str(folder / f"{case}.nii.gz")))
+    np.testing.assert_array_equal(written("mri_T2_0002", tmp_path / "out"), written("mri_T2_0002", labels))
+    assert (written("mri_T2_0001", tmp_path / "out") != written("mri_T2_0001", labels)).any()
+
+    refused = subprocess.run(["nnUNetv2_uda_mdm", str(images), str(labels), str(tmp_path / "out2"), "--order", "T1",
+                              "T2", "--keep_more_plausible"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "needs the CT labels" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "out2").exists()
+
+
 @pytest.mark.slow  # three matchings and two fresh interpreters
 def test_a_series_of_the_same_patient_is_matched_before_closer_volumes(two_domains, tmp_path):
     """T1_0003's organ volumes are closest to T2_0002's; told that T2_0001 is the same patient, it takes that one."""

@@ -27,20 +27,23 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
     write_text_atomically("case,sequence\n" + "".join(f"{case},{tag}\n"
                                                       for case, tag in sorted(context.sequences.items())),
                           sequences_csv)
-    order = ["--sequences_csv", sequences_csv]
-    if context.config.sequence_order:
-        order += ["--order", *context.config.sequence_order]
-    elif context.config.sequence_ranking == "plausibility":  # organ volumes against the CT labels it trained on
-        order += ["--ct_labels", context.labeled_ct / "labelsTr"]
-    else:  # the sequences ranked by the snapshot uncertainty of the source network's pseudo-labels
+    config = context.config
+    options = ["--sequences_csv", sequences_csv]
+    if config.sequence_order:
+        options += ["--order", *config.sequence_order]
+    if config.mdm_keep_more_plausible:
+        options += ["--keep_more_plausible"]
+    if config.mdm_keep_more_plausible or (not config.sequence_order and config.sequence_ranking == "plausibility"):
+        options += ["--ct_labels", context.labeled_ct / "labelsTr"]  # organ volumes of the CT labels it trained on
+    elif not config.sequence_order:  # ranked by the snapshot uncertainty of the source network's pseudo-labels
         ranking = context.out / f"{step}_sequence_ranking"
         with folder_built_atomically(ranking, replace=True) as staging:
             run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"train_{source}")["snapshots"],
                         staging, "--keep_fraction", 1.0, "--images", context.mri_images], context.log_file(step))
-        order += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
+        options += ["--uncertainty_csv", ranking / UNCERTAINTY_CSV]
     with folder_built_atomically(output, replace=True) as staging:
         run_logged(["nnUNetv2_uda_mdm", context.mri_images, context.manifest_outputs(f"pseudolabel_{source}")["labels"],
-                    staging, *order, "--registration_on", context.config.mdm_registration], context.log_file(step))
+                    staging, *options, "--registration_on", config.mdm_registration], context.log_file(step))
         write_labels_dataset_json(context, staging)
     figures = [str(output / MATCHES_PNG)] if (output / MATCHES_PNG).is_file() else []
     return {"labels": str(output), "matches": str(output / MATCHES_CSV), "mdm_figures": figures}
@@ -50,5 +53,5 @@ def mdm_step(config: PipelineConfig, source: str) -> Step:
     return Step(mdm_name(source), f"multi-domain matching of the {SOURCE_NAMES[source]} network's pseudo-labels across "
                 f"MRI sequences", partial(mdm, source=source),
                 {"sequence_order": config.sequence_order, "sequence_ranking": config.sequence_ranking,
-                 "registration": config.mdm_registration},
+                 "registration": config.mdm_registration, "keep_more_plausible": config.mdm_keep_more_plausible},
                 depends=(f"pseudolabel_{source}", f"train_{source}", "copy_ct"), inputs=("mri_dataset",))
