@@ -6,13 +6,13 @@ organs are paired by their label names, never by id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.evaluation.flare_rules import FLARE_NSD_TOLERANCES_MM, Z_RANGE_ORGANS
+from nnunetv2_uda.json_files import read_json_object
 
 
 class EvaluationError(UserInputError):
@@ -44,11 +44,8 @@ class DatasetLabels:
 
 def read_dataset_labels(dataset_json: str | Path) -> DatasetLabels:
     path = Path(dataset_json)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EvaluationError(f"{path}: cannot read dataset.json ({error})") from error
-    raw_labels = content.get("labels") if isinstance(content, dict) else None
+    content = read_json_object(path, "not a dataset.json with a 'labels' mapping of names to ids", EvaluationError)
+    raw_labels = content.get("labels")
     if not isinstance(raw_labels, dict):
         raise EvaluationError(f"{path}: dataset.json has no 'labels' mapping of names to ids")
     labels = {}

@@ -11,7 +11,6 @@ Arguments, the model folder and the input folder are checked before torch and nn
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from nnunetv2_uda.images import ALLOW_NONFINITE_FLAG
 from nnunetv2_uda.inference.cases import CaseListing, case_name, list_cases
 from nnunetv2_uda.inference.input_checks import expected_channel_names
 from nnunetv2_uda.inference.options import INPUT_RESAMPLING_MODES, LABEL_RESAMPLING_MODES
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 
 
@@ -164,7 +164,7 @@ def predict_fast_entry(argv: list[str] | None = None) -> None:
         raise UserInputError(f"-part_id {args.part_id}: must be smaller than -num_parts ({args.num_parts}); parts "
                              f"are counted from 0")
     folder = model_folder(args)
-    dataset_json = json.loads((folder / "dataset.json").read_text())
+    dataset_json = read_json_object(folder / "dataset.json", "not the dataset.json nnU-Net keeps with a trained model")
     # a missing or empty input folder fails here, at once
     listing = list_cases(args.i, dataset_json["file_ending"], len(expected_channel_names(dataset_json)))
     check_output_folder(args.o, [args.i], overwrite=True, overwrite_flag="")

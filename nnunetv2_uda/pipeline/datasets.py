@@ -25,8 +25,10 @@ from tqdm import tqdm
 from nnunetv2_uda.atomic_files import folder_built_atomically, is_hidden, write_json_atomically
 from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.images import read_image
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.pipeline.manifest import MANIFEST_NAME
 from nnunetv2_uda.pseudolabels.label_io import image_channel_files, label_files, label_like
+from nnunetv2_uda.pseudolabels.sequences import read_sidecar, sidecar_file
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
@@ -224,22 +226,11 @@ def free_dataset_id_base(folders: dict[str, Path], owner: dict[str, str]) -> int
                                 f"set 'dataset_id_base' to a free range yourself")
 
 
-def read_json_mapping(path: Path) -> dict:
-    """A JSON file holding a mapping (dataset.json, a sequence sidecar); anything else is named."""
-    try:
-        content = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise PipelineInputError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(content, dict):
-        raise PipelineInputError(f"{path}: holds a {type(content).__name__}, not a mapping")
-    return content
-
-
 def read_dataset_json(folder: Path) -> dict:
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected an nnU-Net raw dataset folder)")
-    return read_json_mapping(path)
+    return read_json_object(path, "not an nnU-Net dataset.json")
 
 
 def set_dataset_json(folder: Path, **entries) -> None:
@@ -307,10 +298,10 @@ def mri_sequences(images_folder: Path, default: str | None = None) -> dict[str, 
         raise PipelineInputError(f"{images_folder} holds no images named <case>_0000.nii.gz")
     sequences, untagged = {}, []
     for case in cases:
-        sidecar = Path(images_folder) / f"{case}.json"
-        tag = read_json_mapping(sidecar).get("sequence") if sidecar.is_file() else None
+        tag = (read_sidecar(images_folder, case) or {}).get("sequence")
         if tag is not None and not isinstance(tag, str):
-            raise PipelineInputError(f"{sidecar}: 'sequence' is {tag!r}, not a name such as \"T2\"")
+            raise PipelineInputError(f"{sidecar_file(images_folder, case)}: 'sequence' is {tag!r}, not a name such as "
+                                     f"\"T2\"")
         if tag is not None:
             sequences[case] = tag
         elif default is not None:

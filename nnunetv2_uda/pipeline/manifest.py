@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
 from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.json_files import read_json_object
 
 MANIFEST_NAME = "manifest.json"
 # what step records and their settings mean: raised whenever nnunetv2-uda changes that, so every step recorded under
@@ -111,17 +112,14 @@ class Manifest:
 
     def _read(self) -> dict:
         """The file's content, checked to be what :meth:`save` writes; else a :class:`ManifestError` naming it."""
+        restore = "restore the run's own manifest.json, or move this file away to run every step again"
+
         def refuse(problem: str) -> ManifestError:
             return ManifestError(f"{self.path}: {problem}; this is not a manifest as nnUNetv2_uda_run writes it: "
-                                 f"restore the run's own manifest.json, or move this file away to run every step "
-                                 f"again")
+                                 f"{restore}")
 
-        try:
-            content = json.loads(self.path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise refuse(f"not valid JSON ({error})") from None
-        if not isinstance(content, dict):
-            raise refuse(f"holds a {type(content).__name__}, not a mapping with 'stages'")
+        content = read_json_object(self.path, f"not a mapping with 'stages' as nnUNetv2_uda_run writes its manifest: "
+                                              f"{restore}", ManifestError)
         if not isinstance(content.get("stages"), dict):
             raise refuse("'stages' is missing or not a mapping of step records")
         run_id = content.get("run_id")

@@ -6,13 +6,13 @@ Figures are copied next to the report (``figures/``) so the folder can be moved 
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import copy_atomically, write_text_atomically
 from nnunetv2_uda.evaluation.evaluate import METRICS_CSV, average_statistics
 from nnunetv2_uda.evaluation.tables import AVERAGE_KEY, METRICS, format_table5, format_table7, render_table
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.pipeline.manifest import Manifest
 from nnunetv2_uda.pipeline.rows import ROW_TITLES
 
@@ -41,7 +41,8 @@ def read_summaries(manifest: Manifest, rows: list[str], suffix: str = "") -> dic
     for row in rows:
         record = manifest.stages.get(f"evaluate_{row}{suffix}")
         if record and record.get("finished"):
-            summaries[row] = json.loads(Path(record["outputs"]["summary"]).read_text())
+            summaries[row] = read_json_object(record["outputs"]["summary"],
+                                              "not the summary.json nnUNetv2_uda_evaluate writes")
     return summaries
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from nnunetv2_uda.command_line import EXPECTED_ERRORS, one_line
 from nnunetv2_uda.images import ImageFileError, verify_voxels
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.output_folders import check_output_folder, new_output_folder
 from nnunetv2_uda.pseudolabels.label_io import (
     FailedCasesError,
@@ -119,10 +120,7 @@ def _channel_names(images_folder: Path) -> dict[str, str]:
     """The target dataset's channel names if its dataset.json sits next to the images folder, else MRI."""
     dataset_json = images_folder.parent / "dataset.json"
     if dataset_json.is_file():
-        try:
-            channel_names = json.loads(dataset_json.read_text()).get("channel_names")
-        except (ValueError, AttributeError) as error:
-            raise PseudoLabelError(f"{dataset_json}: not a dataset.json with 'channel_names' ({error})") from error
+        channel_names = read_json_object(dataset_json, "not an nnU-Net dataset.json").get("channel_names")
         if channel_names:
             return channel_names
     return {"0": "MRI"}

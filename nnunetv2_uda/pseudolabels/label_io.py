@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,18 +20,6 @@ CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
 
 class PseudoLabelError(UserInputError):
     """A snapshot folder, label map, CSV or option of the pseudo-label commands is wrong (the message names it)."""
-
-
-def read_json_object(path: Path, what: str) -> dict:
-    """The JSON object ``path`` holds; unreadable JSON or another JSON value is one line naming the file and ``what``
-    it should have been."""
-    try:
-        content = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, ValueError) as error:
-        raise PseudoLabelError(f"{path}: not valid JSON ({error}); {what}") from error
-    if not isinstance(content, dict):
-        raise PseudoLabelError(f"{path}: holds a {type(content).__name__}, {what}")
-    return content
 
 
 class FailedCasesError(UserInputError):

@@ -7,7 +7,8 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows, read_json_object
+from nnunetv2_uda.json_files import read_json_object
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_csv_rows
 
 # tokens of a case name that name a sequence, e.g. PhantomMRI_T2_0003 or amos_0507_T1_inphase
 SEQUENCE_TOKENS = ("T1", "T1C", "T1CE", "T1W", "T2", "T2W", "T2SPIR", "FLAIR", "DWI", "ADC", "PD", "DIXON",
@@ -33,7 +34,7 @@ def read_sidecar(images_folder: Path, case: str) -> dict | None:
     """The JSON object of the sidecar ``<case>.json`` next to the images, None without one."""
     sidecar = sidecar_file(images_folder, case)
     return read_json_object(sidecar, f"not the sidecar of case '{case}' (a JSON object such as "
-                                     f'{{"sequence": "T2"}})') if sidecar.is_file() else None
+                                     f'{{"sequence": "T2"}})', PseudoLabelError) if sidecar.is_file() else None
 
 
 def assign_sequences(cases: list[str], images_folder: Path, sequences_csv: Path | None = None) -> dict[str, str]:

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
-from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError, read_json_object
+from nnunetv2_uda.json_files import read_json_object
+from nnunetv2_uda.pseudolabels.label_io import PseudoLabelError
 
 SNAPSHOT_SUBFOLDER = "pseudolabel_snapshots"
 RECORD_FILE = "snapshots.json"

@@ -8,7 +8,6 @@ the others are kept. Hidden names (the temporaries of a killed run) are never ca
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from tqdm import tqdm
 from nnunetv2_uda.atomic_files import copy_atomically, is_hidden, write_image_atomically
 from nnunetv2_uda.command_line import EXPECTED_ERRORS, UserInputError, one_line
 from nnunetv2_uda.images import check_label_map, read_array
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.output_folders import new_output_folder
 
 
@@ -61,12 +61,7 @@ def open_raw_dataset(folder: str | os.PathLike, expected_channels: int | None = 
     json_file = folder / "dataset.json"
     if not json_file.is_file():
         raise DatasetError(f"Dataset '{folder}': no dataset.json (is this an nnU-Net raw dataset folder?)")
-    try:
-        dataset_json = json.loads(json_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"Dataset '{folder}': dataset.json is not valid JSON ({error})") from error
-    if not isinstance(dataset_json, dict):
-        raise DatasetError(f"Dataset '{folder}': dataset.json holds a {type(dataset_json).__name__}, not an object")
+    dataset_json = read_json_object(json_file, "not an nnU-Net dataset.json", DatasetError)
     channels = dataset_json.get("channel_names", dataset_json.get("modality"))
     if not isinstance(channels, dict) or not channels:
         raise DatasetError(f"Dataset '{folder}': dataset.json has no 'channel_names'")

@@ -8,7 +8,6 @@ anything but tensors and plain data, and a non-empty folder that is not a transl
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from tqdm import tqdm
 from nnunetv2_uda.atomic_files import STAGING_PREFIX, save_figure, write_atomically, write_json_atomically
 from nnunetv2_uda.checkpoints import load_checkpoint
 from nnunetv2_uda.command_line import UserInputError
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.output_folders import OutputFolderError, check_output_folder
 from nnunetv2_uda.translation.image_pool import ImagePool
 from nnunetv2_uda.translation.losses import TranslationBatch, discriminator_loss, generator_objective
@@ -154,9 +154,10 @@ def read_config(translator_folder: str | os.PathLike) -> TranslatorConfig:
     path = Path(translator_folder) / CONFIG_FILE
     if not path.is_file():
         raise TranslatorConfigError(f"'{translator_folder}' is not a translator folder: no {CONFIG_FILE}")
+    content = read_json_object(path, "not a translator configuration as nnUNetv2_uda_train_translator writes it")
     try:
-        return TranslatorConfig(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, TranslatorSettingsError) as error:
+        return TranslatorConfig(**content)
+    except (TypeError, TranslatorSettingsError) as error:
         raise TranslatorConfigError(f"'{path}' is not a valid translator configuration: {error}") from error
 
 

@@ -51,7 +51,7 @@ def test_dataset_json_lookup(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ([{"labels": {"liver": 1}}], "dataset.json has no 'labels' mapping"),
+    ([{"labels": {"liver": 1}}], "holds a list, not a dataset.json with a 'labels' mapping"),
     ({"labels": ["background", "liver"]}, "dataset.json has no 'labels' mapping"),
     ({"labels": {"background": 0, "liver": True}}, "label 'liver' is True, not an integer id"),
     ({"labels": {"background": 0, "liver": "1"}}, "label 'liver' is '1', not an integer id"),

@@ -240,7 +240,7 @@ def test_sobel_terminated_mid_run_leaves_no_staging_and_no_output(tmp_path):
 
 
 @pytest.mark.parametrize(("dataset_json", "message"), [
-    ([{"channel_names": {"0": "CT"}}], "dataset.json holds a list, not an object"),
+    ([{"channel_names": {"0": "CT"}}], "/dataset.json: holds a list, not an nnU-Net dataset.json"),
     ({"channel_names": {"a": "CT"}}, "'channel_names' must map \"0\", \"1\", ... to names"),
     ({"channel_names": {"0": 7}}, "'channel_names' must map"),
     ({"channel_names": {"0": "CT"}, "file_ending": 5}, "'file_ending' must be a suffix"),
@@ -248,7 +248,7 @@ def test_sobel_terminated_mid_run_leaves_no_staging_and_no_output(tmp_path):
 def test_malformed_dataset_json_is_named(tmp_path, dataset_json, message):
     source = _source_dataset(tmp_path / "Dataset962_CT", ("a",))
     (source / "dataset.json").write_text(json.dumps(dataset_json))
-    with pytest.raises(DatasetError, match=re.escape(f"Dataset '{source}': ") + ".*" + re.escape(message)):
+    with pytest.raises(DatasetError, match=re.escape(str(source)) + ".*" + re.escape(message)):
         convert_dataset_to_anatomy_space(source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

@@ -8,12 +8,12 @@ from functools import partial
 from pathlib import Path
 
 from nnunetv2_uda.atomic_files import write_json_atomically
+from nnunetv2_uda.json_files import read_json_object
 from nnunetv2_uda.pipeline.commands import run_logged
 from nnunetv2_uda.pipeline.config import TRAINERS, PipelineConfig, source_budget, source_snapshots
 from nnunetv2_uda.pipeline.datasets import (
     OWNER_KEY,
     labeled_cases,
-    read_json_mapping,
     set_dataset_json,
     write_raw_dataset,
 )
@@ -49,7 +49,7 @@ def plan(context: Context, attempt: Attempt) -> dict:
     run_logged(args, context.log_file("plan"))
     plans = context.folders["nnUNet_preprocessed"] / name / f"{PLANS}.json"
     if config.batch_size is not None:  # nnU-Net's documented way: edit the plans
-        content = read_json_mapping(plans)
+        content = read_json_object(plans, "not the plans nnUNetv2_plan_and_preprocess writes")
         content["configurations"][config.configuration]["batch_size"] = config.batch_size
         write_json_atomically(content, plans)
     return {"dataset_id": dataset_id, "dataset": name, "plans": str(plans)}
