@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +52,9 @@ from nnunetv2_uda.pseudolabels.sequences import (
 MATCHES_CSV = "mdm_matches.csv"
 MATCHES_PNG = "mdm_matches.png"
 FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
+# a sub-domain ranked first on fewer cases rests its rank on one or two label maps' volumes or uncertainty: on CHAOS
+# T2 plus one patient's T1 the plausibility ranking put a single T1 volume first and every T2 volume took its label
+FEW_CASES = 3
 
 
 @dataclass
@@ -206,6 +210,11 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
         how = "" if order else f" ({'organ-volume implausibility' if ct_labels else 'mean uncertainty u'}: " + \
             ", ".join(f"{sequence} {scores[sequence]:.3g}" for sequence in ranking) + ")"
         print(f"multi-domain matching: sub-domains best first: {ranking}{how}")
+        best = sum(1 for sequence in sequences.values() if sequence == ranking[0])
+        if not order and best < FEW_CASES:
+            print(f"warning: the best-ranked sub-domain {ranking[0]} holds {best} case(s), so its rank rests on "
+                  f"{'it' if best == 1 else 'them'} alone, and the {len(sequences) - best} other cases take labels "
+                  f"from it; check {MATCHES_PNG} or give --order", file=sys.stderr)
 
     records: list[MatchRecord] = []
     panels: list[Panel] = []

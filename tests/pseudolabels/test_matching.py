@@ -176,6 +176,9 @@ def test_ct_labels_rank_the_sub_domain_with_plausible_volumes_first(two_domains,
                              str(large)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "sub-domains best first: ['T1', 'T2'] (organ-volume implausibility: T1 " in result.stdout
+    assert result.stderr.strip() == ("warning: the best-ranked sub-domain T1 holds 1 case(s), so its rank rests on it "
+                                     "alone, and the 2 other cases take labels from it; check mdm_matches.png or give "
+                                     "--order")
     with open(tmp_path / "out" / "mdm_matches.csv", newline="") as handle:
         matches = {row["case"]: row["matched_case"] for row in csv.DictReader(handle)}
     assert matches == {"mri_T1_0003": "", "mri_T2_0001": "mri_T1_0003", "mri_T2_0002": "mri_T1_0003"}
