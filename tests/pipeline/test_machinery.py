@@ -351,8 +351,10 @@ def test_mdm_step_ranks_by_the_labels_the_ct_network_learned(tmp_path):
         matched[name] = {row["case"]: row["matched_case"] for row in rows}
         kept[name] = {row["case"] for row in rows if row["kept_own"] == "True"}
         log = (tmp_path / name / "out" / "mdm_ct.log").read_text()
-        assert ("--ct_labels" in log) == (order is None or keep) and ("--order" in log) == (order is not None)
-        assert f"--registration_on {registration}" in log and ("--keep_more_plausible" in log) == keep
+        command = next(line for line in log.splitlines() if line.startswith("$ nnUNetv2_uda_mdm"))
+        assert ("--ct_labels" in command) == (order is None or keep) and ("--order" in command) == (order is not None)
+        assert f"--registration_on {registration}" in command and ("--keep_more_plausible" in command) == keep
+        assert ("warning: the best-ranked sub-domain T1 holds 1 case(s)" in log) == (order is None)
     assert matched == {"ranked": {"mri_T1_0002": "", "mri_T2_0001": "mri_T1_0002"},
                        "ordered": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"},
                        "guarded": {"mri_T2_0001": "", "mri_T1_0002": "mri_T2_0001"}}
