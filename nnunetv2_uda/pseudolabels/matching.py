@@ -17,6 +17,7 @@ single case, least of all when a sub-domain holds one or two cases.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -57,19 +58,24 @@ FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
 FEW_CASES = 3
 
 
-@dataclass
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
 class MatchRecord:
+    """One row of MATCHES_CSV; a case of the best sub-domain (label copied unchanged) has only the first two."""
+
     case: str
     sequence: str
-    matched_case: str  # empty for the best sub-domain (label copied unchanged)
-    matched_sequence: str
-    volume_L1_mL: float  # noqa: N815 (the CSV column name)
-    metric_before: float  # registration's mean squares before and after (nan when copied)
-    metric_after: float
-    same_patient: bool  # the match is a series of the case's own patient
-    own_implausibility: float  # organ-volume implausibility of the case's own and its match's label (nan without
-    match_implausibility: float  # the CT labels)
-    kept_own: bool  # the case kept its own label: its match's was no more plausible (keep_more_plausible)
+    matched_case: str = ""
+    matched_sequence: str = ""
+    volume_L1_mL: float = NAN  # noqa: N815 (the CSV column name)
+    metric_before: float = NAN  # registration's mean squares before and after (nan where nothing was registered)
+    metric_after: float = NAN
+    same_patient: bool = False  # the match is a series of the case's own patient
+    own_implausibility: float = NAN  # organ-volume implausibility of the case's own and its match's label (nan
+    match_implausibility: float = NAN  # without the CT labels)
+    kept_own: bool = False  # the case kept its own label: its match's was no more plausible (keep_more_plausible)
 
 
 def nearest_by_volume(volumes: np.ndarray, candidates: dict[str, np.ndarray]) -> tuple[str, float]:
@@ -219,22 +225,19 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
     records: list[MatchRecord] = []
     panels: list[Panel] = []
     with new_output_folder(output, inputs, overwrite) as staging:
-        done: dict[str, Path] = {}
+        done: dict[str, np.ndarray] = {}  # case written -> volumes of the label written (label_volumes_ml)
         for rank, sequence in enumerate(ranking):
             members = [case for case in cases if sequences[case] == sequence and case not in failures]
-            done_volumes = {case: label_volumes_ml(read_label_map(path)) for case, path in done.items()}
-            candidates = {case: select(case_volumes, label_ids) for case, case_volumes in done_volumes.items()}
-            written = []
+            candidates = {case: select(case_volumes, label_ids) for case, case_volumes in done.items()}
+            written: dict[str, np.ndarray] = {}
             for case in tqdm(members, desc=f"multi-domain matching {sequence}", disable=None):
                 destination = staging / f"{case}.nii.gz"
                 if rank == 0:
                     shutil.copyfile(labels[case], destination)  # its geometry was checked above
-                    nan = float("nan")
-                    records.append(MatchRecord(case, sequence, "", "", nan, nan, nan, False, nan, nan, False))
-                    written.append(case)
+                    records.append(MatchRecord(case, sequence))
+                    written[case] = volumes[case]
                     continue
                 try:
-                    image, label = read_target(case), read_label_map(labels[case])  # geometry checked above
                     if not candidates:
                         raise PseudoLabelError(f"case '{case}': no case of a better sub-domain was written to match "
                                                f"it with")
@@ -246,19 +249,21 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                                                f"series of one patient, and no series of its patient ({patient}) was "
                                                f"written before it; use 'labels' or 'body' for such cases")
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
-                    own_score, match_score = ((reference.implausibility(volumes[case]),
-                                               reference.implausibility(done_volumes[match]))
-                                              if reference is not None else (float("nan"), float("nan")))
+                    own_score, match_score = (NAN, NAN) if reference is None else \
+                        (reference.implausibility(volumes[case]), reference.implausibility(done[match]))
+                    record = MatchRecord(case, sequence, match, sequences[match], distance,
+                                         same_patient=bool(own_patient), own_implausibility=own_score,
+                                         match_implausibility=match_score)
                     if keep_more_plausible and match_score >= own_score:
                         shutil.copyfile(labels[case], destination)
-                        records.append(MatchRecord(case, sequence, match, sequences[match], distance, float("nan"),
-                                                   float("nan"), bool(own_patient), own_score, match_score, True))
-                        written.append(case)
+                        records.append(dataclasses.replace(record, kept_own=True))
+                        written[case] = volumes[case]
                         print(f"{case} ({sequence}) keeps its own pseudo-label: {match} ({sequences[match]}) is no "
                               f"more plausible (organ-volume implausibility {match_score:.3g}, its own "
                               f"{own_score:.3g})")
                         continue
-                    match_label = read_label_map(done[match])
+                    image, label = read_target(case), read_label_map(labels[case])  # geometry checked above
+                    match_label = read_label_map(staging / f"{match}.nii.gz")
                     fixed, moving = (image, read_target(match)) if on_images else (label, match_label)
                     try:
                         result = register_affine(fixed, moving, registration_on)
@@ -274,13 +279,13 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                 if len(panels) < FIGURE_CASES:
                     panel = _figure_panel(case, sequence, match, images[case][0], label, warped, allow_nonfinite)
                     panels += [panel] if panel is not None else []
-                records.append(MatchRecord(case, sequence, match, sequences[match], distance, result.metric_before,
-                                           result.metric_after, bool(own_patient), own_score, match_score, False))
-                written.append(case)
+                records.append(dataclasses.replace(record, metric_before=result.metric_before,
+                                                   metric_after=result.metric_after))
+                written[case] = label_volumes_ml(warped)
                 print(f"{case} ({sequence}) <- {match} ({sequences[match]}{', same patient' if own_patient else ''}):"
                       f" volume L1 {distance:.1f} mL, mean squares {result.metric_before:.4g} -> "
                       f"{result.metric_after:.4g}{' (world coordinates)' if registration_on == 'world' else ''}")
-            done.update({case: staging / f"{case}.nii.gz" for case in written})
+            done.update(written)
         if not records:
             raise FailedCasesError(failures, len(cases), None)
         _write_matches_csv(records, staging / MATCHES_CSV)

@@ -33,9 +33,10 @@ def mdm(context: Context, attempt: Attempt, source: str) -> dict:
         options += ["--order", *config.sequence_order]
     if config.mdm_keep_more_plausible:
         options += ["--keep_more_plausible"]
-    if config.mdm_keep_more_plausible or (not config.sequence_order and config.sequence_ranking == "plausibility"):
+    ranked_by = None if config.sequence_order else config.sequence_ranking
+    if ranked_by == "plausibility" or config.mdm_keep_more_plausible:
         options += ["--ct_labels", context.labeled_ct / "labelsTr"]  # organ volumes of the CT labels it trained on
-    elif not config.sequence_order:  # ranked by the snapshot uncertainty of the source network's pseudo-labels
+    elif ranked_by == "uncertainty":  # the snapshot uncertainty of the source network's pseudo-labels
         ranking = context.out / f"{step}_sequence_ranking"
         with folder_built_atomically(ranking, replace=True) as staging:
             run_logged(["nnUNetv2_uda_filter_pseudolabels", context.manifest_outputs(f"train_{source}")["snapshots"],
