@@ -17,6 +17,7 @@ from nnunetv2_uda.command_line import UserInputError
 from nnunetv2_uda.pipeline.datasets import ID_SPAN, MAX_DATASET_ID
 from nnunetv2_uda.pipeline.rows import ABLATION_ROWS, ROWS
 from nnunetv2_uda.pseudolabels.registration import REGISTRATION_INPUTS
+from nnunetv2_uda.training.cpu_precision import CPU_BF16_DEFAULT
 from nnunetv2_uda.translation.settings import TranslatorSettings, TranslatorSettingsError
 
 CONFIGURATIONS = ("2d", "3d_fullres")
@@ -90,6 +91,7 @@ class PipelineConfig:
     device: str = "cuda"
     configuration: str = "2d"
     trainer: str = "nnUNetTrainerUDASmall"
+    cpu_bf16: bool = CPU_BF16_DEFAULT  # bfloat16 autocast when training on a CPU with bfloat16 units
     organs: list[str] | None = None
     largest_component: bool = False
     target_spacing: list[float] | None = None

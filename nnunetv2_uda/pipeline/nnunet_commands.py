@@ -19,6 +19,7 @@ from nnunetv2_uda.pipeline.datasets import link_or_copy
 from nnunetv2_uda.pipeline.graph import Context
 from nnunetv2_uda.pipeline.manifest import file_fingerprint
 from nnunetv2_uda.training.budget import budget_trainer_name
+from nnunetv2_uda.training.cpu_precision import CPU_BF16_VARIABLE
 from nnunetv2_uda.training.warm_start import PRETRAINED_HEADS_VARIABLE
 
 PLANS = "nnUNetPlansUDASmall"
@@ -109,6 +110,7 @@ def train(context: Context, step: str, dataset_id: int, name: str, trainer: str,
     if config.num_gpus > 1:
         args += ["-num_gpus", config.num_gpus]
     env = {key: value for key, value in os.environ.items() if key != PRETRAINED_HEADS_VARIABLE}
+    env[CPU_BF16_VARIABLE] = "1" if config.cpu_bf16 else "0"
     if checkpoint is not None:
         args.append("--c")
     elif pretrained is not None:  # same labels throughout: the segmentation heads are carried over too

@@ -9,6 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 
+from nnunetv2_uda.training.cpu_precision import cpu_bf16_enabled, cpu_mixed_precision
 from nnunetv2_uda.training.warm_start import (
     PRETRAINED_HEADS_VARIABLE,
     load_segmentation_heads,
@@ -20,6 +21,7 @@ from nnunetv2_uda.training.warm_start import (
 class nnUNetTrainerUDASmall(nnUNetTrainer):
     """SGD (Nesterov, momentum 0.99), lr 0.01 with poly decay (exponent 0.9), 1000 epochs, Dice + CE with deep
     supervision, "He" initialization, foreground oversampling and nnU-Net's default augmentation.
+    On a CPU with bfloat16 units it can train under bfloat16 autocast (:mod:`nnunetv2_uda.training.cpu_precision`).
 
     Most of these are nnU-Net's defaults today; they are restated here so that the protocol stays the paper's if
     nnU-Net's defaults move. The one change is inference: no test-time mirroring (the paper's speed budget), while
@@ -50,12 +52,22 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
+        if cpu_bf16_enabled(self.device):
+            self.print_to_log_file("training under bfloat16 autocast on this CPU (nnUNet_uda_cpu_bf16)")
         checkpoint = os.environ.get(PRETRAINED_HEADS_VARIABLE)
         if checkpoint and self.current_epoch == 0:  # a resumed run has its own trained heads
             with refused_in_one_line():
                 heads = load_segmentation_heads(self.plain_network(), checkpoint)
             self.print_to_log_file(f"{len(heads)} segmentation head weights loaded from {checkpoint} "
                                    f"({PRETRAINED_HEADS_VARIABLE})")
+
+    def train_step(self, batch: dict) -> dict:
+        with cpu_mixed_precision(self.device):
+            return super().train_step(batch)
+
+    def validation_step(self, batch: dict) -> dict:
+        with cpu_mixed_precision(self.device):
+            return super().validation_step(batch)
 
     def plain_network(self) -> torch.nn.Module:
         """The network under the DDP and torch.compile wrappers, whose state-dict keys carry prefixes (unwrapped as

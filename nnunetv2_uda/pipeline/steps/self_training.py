@@ -113,8 +113,8 @@ def plf_steps(config: PipelineConfig, row: Row, round_number: int) -> list[Step]
     # the final network keeps nnU-Net's final validation pass: the fold's validation/summary.json it writes is what
     # nnUNetv2_export_model_to_zip needs to pack the network users take away (the report's last section)
     final_trainer = budget_trainer_name(config.trainer, config.final.epochs, config.final.iterations_per_epoch)
-    common = {"warm_start": config.warm_start, "device": config.device, "fold": config.fold,
-              "num_gpus": config.num_gpus}
+    common = {"warm_start": config.warm_start, "device": config.device, "cpu_bf16": config.cpu_bf16,
+              "fold": config.fold, "num_gpus": config.num_gpus}
     final_depends = (f"filter_{name}", f"selftrain_{name}", "plan") \
         + (("translate_asit",) if config.final.ct_source == "fake_mri" else ())
     steps += [

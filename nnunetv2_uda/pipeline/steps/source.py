@@ -86,7 +86,8 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
     trainer = budget(training.epochs, training.iterations_per_epoch,
                      TRAINERS[config.trainer] if snapshots else config.trainer)
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
-    settings = {"budget": dataclasses.asdict(training), "device": config.device, "fold": config.fold,
+    settings = {"budget": dataclasses.asdict(training), "device": config.device, "cpu_bf16": config.cpu_bf16,
+                "fold": config.fold,
                 "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
                 "num_snapshots": snapshots or None}
     return [
