@@ -27,6 +27,7 @@ import yaml
 
 from nnunetv2_uda.pipeline.datasets import OWNER_KEY, nnunet_folders
 from nnunetv2_uda.pipeline.manifest import Manifest
+from nnunetv2_uda.training.cpu_precision import cpu_has_native_bf16
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,7 @@ def tiny_config(root: Path, final_epochs: int = 1) -> dict:
         "output_folder": str(root / "out"),
         "dataset_id_base": 700,
         "device": "cpu",
+        "cpu_bf16": True,  # bfloat16 autocast where this CPU has bfloat16 units, float32 elsewhere
         "configuration": "2d",
         "trainer": "nnUNetTrainerUDAQuick",  # what the demo uses; the paper's trainer is tested on its own
         "target_spacing": [15.0, 8.0, 8.0],  # the tiny phantoms' own spacing: 48 x 48 slices
@@ -188,6 +190,13 @@ def test_warm_starts_go_through_nnunets_pretrained_weights(run):
         log_text = (run.out / "logs" / f"{warm_started}.log").read_text()
         assert "-pretrained_weights" in log_text and "segmentation head weights loaded from" in log_text
     assert "segmentation head weights loaded" not in (run.out / "logs" / "train_asit.log").read_text()
+
+
+def test_every_network_trains_in_the_chosen_precision(run):
+    expected = cpu_has_native_bf16()  # cpu_bf16: true
+    for step in ("train_asit", "selftrain_asit_mdm", "final_asit_mdm"):
+        log_text = (run.out / "logs" / f"{step}.log").read_text()
+        assert ("training under bfloat16 autocast" in log_text) == expected, step
 
 
 def test_report_holds_the_tables_and_its_figures(run):

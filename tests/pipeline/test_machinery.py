@@ -446,6 +446,18 @@ def test_gin_trainer_runs_every_network_with_gin(tmp_path):
     assert trainers["final_asit_mdm"] == "nnUNetTrainerUDAQuickGIN"
 
 
+def test_cpu_precision_is_a_setting_of_every_training_step(tmp_path):
+    """A network trained in another precision is another network: changing ``cpu_bf16`` retrains it."""
+    rows = ["only_ct", "only_ct_plf"]
+    settings_of = lambda config: {s.name: s.settings for s in build_steps(config, rows)[0]}  # noqa: E731
+    float32 = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, cpu_bf16=False)))
+    bfloat16 = settings_of(config_from_dict(minimal(tmp_path, ablation=rows, cpu_bf16=True)))
+    changed = {name for name in float32 if float32[name] != bfloat16[name]}
+    assert changed == {"train_ct", "selftrain_ct", "final_ct"}
+    with pytest.raises(ConfigError, match="'cpu_bf16'"):
+        config_from_dict(minimal(tmp_path, cpu_bf16="yes"))
+
+
 def test_number_keys_accept_yaml_exponents_without_a_dot(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump(minimal(tmp_path)) + "self_training:\n  threshold: 1e-2\n"
