@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from acvl_utils.cropping_and_padding.padding import pad_nd_image
-from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
+from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
 from nnunetv2.utilities.helpers import empty_cache
 from nnunetv2.utilities.json_export import recursive_fix_for_json_export
@@ -63,9 +63,11 @@ from nnunetv2_uda.inference.network import build_network
 from nnunetv2_uda.inference.options import INPUT_RESAMPLING_MODES, LABEL_RESAMPLING_MODES
 from nnunetv2_uda.inference.preprocessing import TorchCasePreprocessor
 from nnunetv2_uda.inference.reading import read_case
+from nnunetv2_uda.json_files import read_json_object
 
 TORCH_INPUT_RESAMPLING = "resample_torch_fornnunet"  # nnU-Net's own torch resampling function
 DEFAULT_DEVICE = torch.device("cuda")
+MODEL_FILE = "not the {} nnU-Net keeps with a trained model"
 
 
 def stock_predictor() -> type:
@@ -198,8 +200,9 @@ class nnUNetPredictorFast:
         folds = [use_folds] if isinstance(use_folds, str) else list(use_folds)
         if not folds:
             raise CheckpointError(f"{folder}: no fold_<n>/{checkpoint_name} to predict with")
-        dataset_json = load_json(str(folder / "dataset.json"))
-        plans_manager = PlansManager(load_json(str(folder / "plans.json")))
+        dataset_json = read_json_object(folder / "dataset.json", MODEL_FILE.format("dataset.json"), CheckpointError)
+        plans_manager = PlansManager(read_json_object(folder / "plans.json", MODEL_FILE.format("plans.json"),
+                                                      CheckpointError))
         files = [folder / f"fold_{fold if fold == 'all' else int(fold)}" / checkpoint_name for fold in folds]
         checkpoints = [load_checkpoint(path) for path in files]
         try:

@@ -157,6 +157,17 @@ def test_crafted_checkpoint_runs_nothing(untrained_model, tmp_path):
     assert not marker.exists()
 
 
+def test_a_broken_plans_json_is_named(untrained_model, tmp_path):
+    env, flags = untrained_model
+    plans = Path(env["nnUNet_results"]) / "Dataset950_Fake" / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "plans.json"
+    plans.write_text('{"plans_name": "nnUNetPlans", "configurations"')  # cut short
+    torch.save({"network_weights": {}, "trainer_name": "nnUNetTrainer"}, plans.parent / "fold_all" /
+               "checkpoint_final.pth")
+    result = _run_fast(["-i", tmp_path / "images", "-o", tmp_path / "out", *flags], env)
+    _assert_named_error(result, f"{plans}: not valid JSON")
+    assert "not the plans.json nnU-Net keeps with a trained model" in result.stderr
+
+
 @pytest.mark.parametrize(("extra", "fragments"), [
     (["-step_size", "0"], ["-step_size", "in (0, 1]", "'0'"]),
     (["-step_size", "2"], ["-step_size", "'2'"]),

@@ -155,6 +155,16 @@ def test_incomplete_snapshots_and_empty_target_are_errors(snapshot_setup, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("channel_names", [["T2"], {}, "T2"])
+def test_channel_names_that_are_no_mapping_are_named_before_any_work(snapshot_setup, tmp_path, channel_names):
+    snapshot_folder, images = snapshot_setup
+    dataset_json = images.parent / "dataset.json"
+    dataset_json.write_text(json.dumps({"channel_names": channel_names, "labels": FLARE_LABELS}))
+    with pytest.raises(PseudoLabelError, match=f"{dataset_json}: 'channel_names' must map channel numbers"):
+        filter_pseudolabels(snapshot_folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_all_empty_snapshots_say_the_network_learned_nothing(snapshot_setup, tmp_path):
     snapshot_folder, _ = snapshot_setup
     empty = np.zeros(SHAPE, dtype=np.uint8)
