@@ -3,7 +3,7 @@
 nnU-Net autocasts to float16 on CUDA only: on most CPUs reduced precision is slower than float32 ("slow as heck", its
 ``train_step`` says). CPUs with bfloat16 units are the exception: there the small network's training iteration
 (2d, batch 16, 160 x 160) takes about half the time under ``torch.autocast("cpu", dtype=torch.bfloat16)``
-(``bench/cpu_precision.py`` measures it on the machine at hand). bfloat16 keeps float32's exponent range, so no
+(``bench/training_speed.py`` measures it on the machine at hand). bfloat16 keeps float32's exponent range, so no
 gradient scaler is needed; weights, gradients and the optimizer stay float32.
 
 Our trainers train and validate under :func:`cpu_mixed_precision`. It autocasts where the environment variable
