@@ -87,8 +87,7 @@ def source_steps(config: PipelineConfig, source: str) -> list[Step]:
                      TRAINERS[config.trainer] if snapshots else config.trainer)
     upstream = ("plan",) if source == "ct" else ("plan", f"translate_{source}") + (("train_ct",) if from_ct else ())
     settings = {"budget": dataclasses.asdict(training), "device": config.device, "cpu_bf16": config.cpu_bf16,
-                "fold": config.fold,
-                "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
+                "fold": config.fold, "num_gpus": config.num_gpus, "trainer": trainer, "warm_start_from_ct": from_ct,
                 "num_snapshots": snapshots or None}
     return [
         Step(f"train_{source}", f"train the segmentation network on {SOURCE_NAMES[source]} with the CT labels",
