@@ -121,10 +121,10 @@ def _channel_names(images_folder: Path) -> dict[str, str]:
     dataset_json = images_folder.parent / "dataset.json"
     if dataset_json.is_file():
         channel_names = read_json_object(dataset_json, "not an nnU-Net dataset.json").get("channel_names")
-        if channel_names is not None and not (isinstance(channel_names, dict) and channel_names):
-            raise PseudoLabelError(f"{dataset_json}: 'channel_names' must map channel numbers to names, such as "
-                                   f'{{"0": "MRI"}}, not {json.dumps(channel_names)[:80]}')
-        if channel_names:
+        if channel_names is not None:
+            if not isinstance(channel_names, dict) or not channel_names:
+                raise PseudoLabelError(f"{dataset_json}: 'channel_names' must map channel numbers to names, such as "
+                                       f'{{"0": "MRI"}}, not {json.dumps(channel_names)[:80]}')
             return channel_names
     return {"0": "MRI"}
 

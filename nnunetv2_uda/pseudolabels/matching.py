@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import shutil
 import sys
 from dataclasses import asdict, dataclass
@@ -58,9 +59,6 @@ FIGURE_CASES = 6  # matched cases shown in MATCHES_PNG
 FEW_CASES = 3
 
 
-NAN = float("nan")
-
-
 @dataclass(frozen=True)
 class MatchRecord:
     """One row of MATCHES_CSV; a case of the best sub-domain (label copied unchanged) has only the first two."""
@@ -69,12 +67,12 @@ class MatchRecord:
     sequence: str
     matched_case: str = ""
     matched_sequence: str = ""
-    volume_L1_mL: float = NAN  # noqa: N815 (the CSV column name)
-    metric_before: float = NAN  # registration's mean squares before and after (nan where nothing was registered)
-    metric_after: float = NAN
+    volume_L1_mL: float = math.nan  # noqa: N815 (the CSV column name)
+    metric_before: float = math.nan  # registration's mean squares before and after (nan where nothing was registered)
+    metric_after: float = math.nan
     same_patient: bool = False  # the match is a series of the case's own patient
-    own_implausibility: float = NAN  # organ-volume implausibility of the case's own and its match's label (nan
-    match_implausibility: float = NAN  # without the CT labels)
+    own_implausibility: float = math.nan  # organ-volume implausibility of the case's own and its match's label (nan
+    match_implausibility: float = math.nan  # without the CT labels)
     kept_own: bool = False  # the case kept its own label: its match's was no more plausible (keep_more_plausible)
 
 
@@ -249,7 +247,7 @@ def multi_domain_matching(images_folder: Path | str, pseudolabel_folder: Path | 
                                                f"series of one patient, and no series of its patient ({patient}) was "
                                                f"written before it; use 'labels' or 'body' for such cases")
                     match, distance = nearest_by_volume(select(volumes[case], label_ids), own_patient or candidates)
-                    own_score, match_score = (NAN, NAN) if reference is None else \
+                    own_score, match_score = (math.nan, math.nan) if reference is None else \
                         (reference.implausibility(volumes[case]), reference.implausibility(done[match]))
                     record = MatchRecord(case, sequence, match, sequences[match], distance,
                                          same_patient=bool(own_patient), own_implausibility=own_score,

@@ -9,7 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch._dynamo import OptimizedModule
 
-from nnunetv2_uda.training.cpu_precision import cpu_bf16_enabled, cpu_mixed_precision
+from nnunetv2_uda.training.cpu_precision import bf16_autocast, cpu_bf16_enabled
 from nnunetv2_uda.training.warm_start import (
     PRETRAINED_HEADS_VARIABLE,
     load_segmentation_heads,
@@ -37,6 +37,7 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
         self.num_epochs = 1000
         self.enable_deep_supervision = True
         self.oversample_foreground_percent = 0.33
+        self.cpu_bf16 = cpu_bf16_enabled(self.device)  # decided once, not per iteration
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         rotation, dummy_2d, initial_patch_size, mirror_axes = \
@@ -52,7 +53,7 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
-        if cpu_bf16_enabled(self.device):
+        if self.cpu_bf16:
             self.print_to_log_file("training under bfloat16 autocast on this CPU (nnUNet_uda_cpu_bf16)")
         checkpoint = os.environ.get(PRETRAINED_HEADS_VARIABLE)
         if checkpoint and self.current_epoch == 0:  # a resumed run has its own trained heads
@@ -62,11 +63,11 @@ class nnUNetTrainerUDASmall(nnUNetTrainer):
                                    f"({PRETRAINED_HEADS_VARIABLE})")
 
     def train_step(self, batch: dict) -> dict:
-        with cpu_mixed_precision(self.device):
+        with bf16_autocast(self.cpu_bf16):
             return super().train_step(batch)
 
     def validation_step(self, batch: dict) -> dict:
-        with cpu_mixed_precision(self.device):
+        with bf16_autocast(self.cpu_bf16):
             return super().validation_step(batch)
 
     def plain_network(self) -> torch.nn.Module:
