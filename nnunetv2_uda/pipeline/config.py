@@ -30,7 +30,9 @@ TRAINERS = {"nnUNetTrainerUDASmall": "nnUNetTrainerUDAPseudoLabel",
             "nnUNetTrainerUDASmallGIN": "nnUNetTrainerUDAPseudoLabelGIN",
             "nnUNetTrainerUDAQuickGIN": "nnUNetTrainerUDAQuickPseudoLabelGIN",
             "nnUNetTrainerUDASmallLocationScale": "nnUNetTrainerUDAPseudoLabelLocationScale",
-            "nnUNetTrainerUDAQuickLocationScale": "nnUNetTrainerUDAQuickPseudoLabelLocationScale"}
+            "nnUNetTrainerUDAQuickLocationScale": "nnUNetTrainerUDAQuickPseudoLabelLocationScale",
+            "nnUNetTrainerUDASmallLocationScaleInnerAir": "nnUNetTrainerUDAPseudoLabelLocationScaleInnerAir",
+            "nnUNetTrainerUDAQuickLocationScaleInnerAir": "nnUNetTrainerUDAQuickPseudoLabelLocationScaleInnerAir"}
 TRAINERS.update({f"{trainer}NoMirroring": f"{counterpart}NoMirroring"
                  for trainer, counterpart in list(TRAINERS.items())})
 

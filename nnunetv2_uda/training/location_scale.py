@@ -11,14 +11,31 @@ suppression. The class-level variant needs the label map: the CT labels, or the 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from scipy import ndimage
 
 from nnunetv2_uda.training.augmentation import after_spatial_augmentation
 
 CURVE_POINTS = 256  # samples of each Bezier curve; the mapping interpolates between them
 BACKGROUND_LEVEL = 0.05  # voxels this close to the image minimum (air and its noise) keep their intensity, as in SLAug
+
+
+def air_around_the_body(air: np.ndarray, padding: np.ndarray) -> np.ndarray:
+    """The voxels of ``air`` connected, within their slice (the last two axes), to the slice's edge, directly or
+    through ``padding`` (what the crop and the spatial augmentation filled in): the air around the body, not the
+    lungs or bowel gas inside it."""
+    candidate = air | padding
+    structure = ndimage.generate_binary_structure(2, 1)
+    if candidate.ndim == 3:  # one slice at a time: never connected through the neighbouring slices
+        structure = np.stack([np.zeros_like(structure), structure, np.zeros_like(structure)])
+    components, _ = ndimage.label(candidate, structure)
+    edge = np.zeros_like(candidate)
+    edge[..., 0, :] = edge[..., -1, :] = edge[..., :, 0] = edge[..., :, -1] = True
+    touching = np.unique(components[edge & candidate])
+    return np.isin(components, touching[touching > 0]) & air
 
 
 def random_curve(reversed_: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,9 +75,15 @@ class LocationScaleTransform(BasicTransform):
     The channel is mapped to [0, 1] by its minimum and maximum, remapped, and given back its mean and standard
     deviation, so that z-scored training images stay z-scored, as in the random intensity networks. Random numbers
     come from torch's generator, as nnU-Net's own augmentations draw them.
+
+    At the class level, air (the lowest ``BACKGROUND_LEVEL`` of the range) keeps its intensity; with
+    ``keep_inner_air=False`` only the air around the body does, and the air inside it (lungs, bowel gas: in CT as
+    dark as the air around, in MRI not) is remapped with the background, so that "as dark as the air outside" is
+    never the cue that tells a lung base from the liver or spleen below it.
     """
 
-    def __init__(self, class_level_probability: float = 0.5, organ_reversal_probability: float = 0.5):
+    def __init__(self, class_level_probability: float = 0.5, organ_reversal_probability: float = 0.5,
+                 keep_inner_air: bool = True):
         super().__init__()
         for name, value in (("class_level_probability", class_level_probability),
                             ("organ_reversal_probability", organ_reversal_probability)):
@@ -68,6 +91,7 @@ class LocationScaleTransform(BasicTransform):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         self.class_level_probability = class_level_probability
         self.organ_reversal_probability = organ_reversal_probability
+        self.keep_inner_air = keep_inner_air
 
     def get_parameters(self, **data_dict) -> dict:
         return {"class_level": bool(torch.rand(()) < self.class_level_probability)}
@@ -88,12 +112,17 @@ class LocationScaleTransform(BasicTransform):
             remapped = location_scale(unit.flatten(), reversed_=False).view_as(unit)
         else:
             remapped = torch.empty_like(unit)
-            classes = labels.round().long().clamp_min(0)  # nnU-Net marks voxels outside the image crop -1
+            marked = labels.round().long()
+            classes = marked.clamp_min(0)  # nnU-Net marks voxels outside the image crop -1
             for label in classes.unique().tolist():
                 where = classes == label
                 reverse = label == 0 or bool(torch.rand(()) < self.organ_reversal_probability)
                 remapped[where] = location_scale(unit[where], reversed_=reverse)
             air = unit <= BACKGROUND_LEVEL
+            if not self.keep_inner_air:
+                # padding: nnU-Net's crop marks the label -1; rotation and scaling fill the image with exact zeros
+                padding = (marked < 0) | (original == 0)
+                air = torch.from_numpy(air_around_the_body(air.numpy(), padding.numpy()))
             remapped[air] = unit[air]
         standardized = (remapped - remapped.mean()) / (remapped.std() + 1e-8)
         return standardized * original.std() + original.mean()

@@ -4,6 +4,8 @@ networks for which no organ's brightness, relative to the others or to fat, is a
 
 from __future__ import annotations
 
+from functools import partial
+
 from nnunetv2_uda.training.augmentation import training_transforms_with
 from nnunetv2_uda.training.location_scale import with_location_scale
 from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
@@ -31,3 +33,26 @@ class nnUNetTrainerUDAPseudoLabelLocationScale(nnUNetTrainerUDAPseudoLabel, nnUN
 class nnUNetTrainerUDAQuickPseudoLabelLocationScale(nnUNetTrainerUDAQuickPseudoLabel,
                                                     nnUNetTrainerUDAQuickLocationScale):
     """``nnUNetTrainerUDAQuickPseudoLabel`` with the location-scale augmentation."""
+
+
+class nnUNetTrainerUDASmallLocationScaleInnerAir(nnUNetTrainerUDASmallLocationScale):
+    """``nnUNetTrainerUDASmallLocationScale`` whose class level remaps the air inside the body (lungs, bowel gas)
+    with the background instead of keeping it as dark as the air around the body."""
+
+    get_training_transforms = training_transforms_with(partial(with_location_scale, keep_inner_air=False))
+
+
+class nnUNetTrainerUDAQuickLocationScaleInnerAir(nnUNetTrainerUDAQuickLocationScale,
+                                                 nnUNetTrainerUDASmallLocationScaleInnerAir):
+    """``nnUNetTrainerUDAQuick`` with the location-scale augmentation, the air inside the body remapped."""
+
+
+class nnUNetTrainerUDAPseudoLabelLocationScaleInnerAir(nnUNetTrainerUDAPseudoLabelLocationScale,
+                                                       nnUNetTrainerUDASmallLocationScaleInnerAir):
+    """``nnUNetTrainerUDAPseudoLabel`` with the location-scale augmentation, the air inside the body remapped."""
+
+
+class nnUNetTrainerUDAQuickPseudoLabelLocationScaleInnerAir(nnUNetTrainerUDAQuickPseudoLabelLocationScale,
+                                                            nnUNetTrainerUDAQuickLocationScaleInnerAir):
+    """``nnUNetTrainerUDAQuickPseudoLabel`` with the location-scale augmentation, the air inside the body
+    remapped."""

@@ -20,9 +20,13 @@ from nnunetv2_uda.training.gin_trainers import (
 )
 from nnunetv2_uda.training.location_scale_trainers import (
     nnUNetTrainerUDAPseudoLabelLocationScale,
+    nnUNetTrainerUDAPseudoLabelLocationScaleInnerAir,
     nnUNetTrainerUDAQuickLocationScale,
+    nnUNetTrainerUDAQuickLocationScaleInnerAir,
     nnUNetTrainerUDAQuickPseudoLabelLocationScale,
+    nnUNetTrainerUDAQuickPseudoLabelLocationScaleInnerAir,
     nnUNetTrainerUDASmallLocationScale,
+    nnUNetTrainerUDASmallLocationScaleInnerAir,
 )
 from nnunetv2_uda.training.pseudolabel_trainer import nnUNetTrainerUDAPseudoLabel
 from nnunetv2_uda.training.quick_trainer import nnUNetTrainerUDAQuick, nnUNetTrainerUDAQuickPseudoLabel
@@ -78,3 +82,27 @@ class nnUNetTrainerUDAQuickPseudoLabelLocationScaleNoMirroring(nnUNetTrainerNoMi
                                                                nnUNetTrainerUDAQuickPseudoLabelLocationScale):
     """Short-schedule snapshot pseudo-labels with the location-scale augmentation, without mirroring
     augmentation."""
+
+
+class nnUNetTrainerUDASmallLocationScaleInnerAirNoMirroring(nnUNetTrainerNoMirroring,
+                                                           nnUNetTrainerUDASmallLocationScaleInnerAir):
+    """The paper's protocol with the location-scale augmentation remapping the air inside the body, without
+    mirroring augmentation."""
+
+
+class nnUNetTrainerUDAPseudoLabelLocationScaleInnerAirNoMirroring(nnUNetTrainerNoMirroring,
+                                                                  nnUNetTrainerUDAPseudoLabelLocationScaleInnerAir):
+    """Snapshot pseudo-labels with the location-scale augmentation remapping the air inside the body, without
+    mirroring augmentation."""
+
+
+class nnUNetTrainerUDAQuickLocationScaleInnerAirNoMirroring(nnUNetTrainerNoMirroring,
+                                                           nnUNetTrainerUDAQuickLocationScaleInnerAir):
+    """The short-schedule trainer with the location-scale augmentation remapping the air inside the body, without
+    mirroring augmentation."""
+
+
+class nnUNetTrainerUDAQuickPseudoLabelLocationScaleInnerAirNoMirroring(
+        nnUNetTrainerNoMirroring, nnUNetTrainerUDAQuickPseudoLabelLocationScaleInnerAir):
+    """Short-schedule snapshot pseudo-labels with the location-scale augmentation remapping the air inside the
+    body, without mirroring augmentation."""

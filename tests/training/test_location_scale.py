@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnunetv2_uda.training.location_scale import LocationScaleTransform, interpolate, random_curve
+from nnunetv2_uda.training.location_scale import (
+    LocationScaleTransform,
+    air_around_the_body,
+    interpolate,
+    random_curve,
+)
 
 
 @pytest.mark.parametrize("reversed_", [False, True])
@@ -74,6 +79,45 @@ def test_air_keeps_its_place_and_voxels_outside_the_crop_count_as_background():
     air = out[0, :, :5]
     assert torch.allclose(air, air[0, 0]) and (out[0, :, 5:] > air[0, 0]).any()
     assert torch.isfinite(out).all()
+
+
+def body_with_lung(size: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """A slice of air (-1) around a body (tissue 0.5 to 3.0, a ramp) holding a lung (air, -1) and an organ (label 1)."""
+    image = torch.full((1, size, size), -1.0)
+    image[:, 5:35, 5:35] = torch.linspace(0.5, 3.0, 30).expand(30, 30)
+    image[:, 10:18, 10:18] = -1.0  # the lung: as dark as the air around the body, as in CT
+    labels = torch.zeros(1, size, size, dtype=torch.int16)
+    labels[:, 22:30, 22:30] = 1
+    return image, labels
+
+
+@pytest.mark.parametrize("keep_inner_air", [True, False])
+def test_air_inside_the_body_is_kept_or_remapped_as_asked(keep_inner_air):
+    image, labels = body_with_lung()
+    lung_remapped = 0
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = LocationScaleTransform(class_level_probability=1, keep_inner_air=keep_inner_air)(
+            image=image.clone(), segmentation=labels.clone())["image"][0]
+        outside = out[:5, :]
+        assert torch.allclose(outside, outside[0, 0])  # the air around the body keeps one intensity either way
+        lung = out[10:18, 10:18]
+        lung_remapped += not torch.allclose(lung, outside[0, 0])
+    assert lung_remapped == (0 if keep_inner_air else 5)
+
+
+def test_the_air_around_the_body_reaches_the_edge_through_padding_and_never_through_other_slices():
+    air = np.zeros((2, 12, 12), dtype=bool)
+    air[:, 1:11, 1:3] = True  # air beside the body, separated from the edge by padding in both slices
+    air[:, 5:7, 6:8] = True  # a lung in both slices
+    air[1, 0, 6:8] = True  # in slice 1 only, the lung's column reaches the edge: slice 0's lung stays inside
+    air[1, 1:5, 6:8] = True
+    padding = np.zeros_like(air)
+    padding[:, :, 0] = True  # the spatial augmentation's fill along the first column
+    around = air_around_the_body(air, padding)
+    assert around[:, 1:11, 1:3].all()
+    assert not around[0, 5:7, 6:8].any() and around[1, 5:7, 6:8].all()
+    assert not air_around_the_body(air, np.zeros_like(air))[0, 1:11, 1:3].any()  # without the padding, enclosed
 
 
 def test_a_flat_channel_is_left_as_it_is_and_each_channel_is_remapped_on_its_own():

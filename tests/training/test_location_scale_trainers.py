@@ -30,3 +30,19 @@ def test_pipeline_pseudolabel_counterparts_keep_it(trainer):
     found = recursive_find_trainer_class_by_name(TRAINERS[trainer])  # as nnUNetv2_train looks it up
     assert issubclass(found, nnUNetTrainerUDAPseudoLabel) and issubclass(found, nnUNetTrainerUDASmallLocationScale)
     assert found.get_training_transforms is nnUNetTrainerUDASmallLocationScale.get_training_transforms
+
+
+@pytest.mark.parametrize("trainer, keeps_inner_air", [
+    ("nnUNetTrainerUDAQuickLocationScaleNoMirroring", True),
+    ("nnUNetTrainerUDAQuickLocationScaleInnerAirNoMirroring", False),
+    (TRAINERS["nnUNetTrainerUDAQuickLocationScaleInnerAirNoMirroring"], False),
+    (TRAINERS["nnUNetTrainerUDASmallLocationScaleInnerAir"], False),
+])
+def test_the_inner_air_trainers_remap_the_air_inside_the_body(trainer, keeps_inner_air):
+    found = recursive_find_trainer_class_by_name(trainer)  # as nnUNetv2_train looks it up
+    assert issubclass(found, nnUNetTrainerUDASmallLocationScale)
+    assert issubclass(found, nnUNetTrainerUDAPseudoLabel) == ("PseudoLabel" in trainer)
+    transforms = found.get_training_transforms((64, 64), (-0.5, 0.5), [[1, 1], [0.5, 0.5]], (0, 1), False)
+    [transform] = [step for step in transforms.transforms if isinstance(step, LocationScaleTransform)]
+    assert transform.keep_inner_air is keeps_inner_air
+    assert any(base.__name__ == "nnUNetTrainerNoMirroring" for base in found.__mro__) == trainer.endswith("NoMirroring")
