@@ -122,7 +122,7 @@ def draw(figure_slices, organs, images: Path, output: Path) -> None:
     figure.suptitle(f"label solid, prediction dashed ({names}); each case's slice with the most false positives",
                     fontsize=9)
     figure.tight_layout()
-    figure.savefig(output, dpi=70)
+    figure.savefig(output, dpi=55)
     print(f"error_location: {output}")
 
 
