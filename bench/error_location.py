@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from case_figures import case_grid, show_slice
 from scipy import ndimage
 
 from nnunetv2_uda.command_line import command
@@ -98,31 +99,20 @@ def main() -> None:
 
 
 def draw(figure_slices, organs, images: Path, output: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     colours = ("tab:red", "tab:cyan", "tab:orange", "tab:green")
-    columns = min(5, len(figure_slices))
-    rows = -(-len(figure_slices) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.6 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, (case, z, label, prediction) in zip(axes.flat, figure_slices, strict=False):  # more axes than cases
-        image = read_array(images / f"{case}_0000.nii.gz")[0][z]
-        axis.imshow(image, cmap="gray", vmin=np.percentile(image, 1), vmax=np.percentile(image, 99.5))
-        for organ, colour in zip(organs, colours, strict=False):
-            if (label == organ.gt_label).any():
-                axis.contour(label == organ.gt_label, [0.5], colors=colour, linewidths=1.2)
-            if organ.pred_label is not None and (prediction == organ.pred_label).any():
-                axis.contour(prediction == organ.pred_label, [0.5], colors=colour, linewidths=0.8, linestyles="dashed")
-        axis.set_title(f"{case}, slice {z}", fontsize=8)
-    names = ", ".join(f"{organ.name} {colour[4:]}" for organ, colour in zip(organs, colours, strict=False))
-    figure.suptitle(f"label solid, prediction dashed ({names}); each case's slice with the most false positives",
-                    fontsize=9)
-    figure.tight_layout()
-    figure.savefig(output, dpi=55)
+    with case_grid(len(figure_slices), output, cell=(3.4, 3.6), dpi=55) as axes:
+        for axis, (case, z, label, prediction) in zip(axes, figure_slices, strict=True):
+            show_slice(axis, read_array(images / f"{case}_0000.nii.gz")[0][z])
+            for organ, colour in zip(organs, colours, strict=False):  # more colours than organs
+                if (label == organ.gt_label).any():
+                    axis.contour(label == organ.gt_label, [0.5], colors=colour, linewidths=1.2)
+                if organ.pred_label is not None and (prediction == organ.pred_label).any():
+                    axis.contour(prediction == organ.pred_label, [0.5], colors=colour, linewidths=0.8,
+                                 linestyles="dashed")
+            axis.set_title(f"{case}, slice {z}", fontsize=8)
+        names = ", ".join(f"{organ.name} {colour[4:]}" for organ, colour in zip(organs, colours, strict=False))
+        axes[0].figure.suptitle(f"label solid, prediction dashed ({names}); each case's slice with the most false "
+                                f"positives", fontsize=9)
     print(f"error_location: {output}")
 
 

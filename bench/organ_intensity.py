@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from case_figures import case_grid, show_slice
 
 from nnunetv2_uda.command_line import command
 from nnunetv2_uda.images import read_array
@@ -52,24 +53,13 @@ def main() -> None:
         z = int(np.argmax(np.isin(label, [values["liver"], values["spleen"]]).sum(axis=(1, 2))))
         slices.append((case, case_ratios, image[z], label[z]))
     if args.output:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        columns = min(5, len(slices))
-        rows = -(-len(slices) // columns)
-        figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-        for axis in axes.flat:
-            axis.axis("off")
-        for axis, (case, case_ratios, image, label) in zip(axes.flat, slices, strict=False):  # more axes than cases
-            axis.imshow(image, cmap="gray", vmin=np.percentile(image, 1), vmax=np.percentile(image, 99.5))
-            axis.contour(label == values["liver"], [0.5], colors="tab:blue", linewidths=0.8)
-            axis.contour(label == values["spleen"], [0.5], colors="tab:orange", linewidths=0.8)
-            axis.set_title(f"{case}\nliver {case_ratios['liver']:.2f}, spleen {case_ratios['spleen']:.2f} "
-                           f"x kidneys", fontsize=8)
-        figure.tight_layout()
-        figure.savefig(args.output, dpi=70)
+        with case_grid(len(slices), args.output, cell=(3, 3.2), dpi=70) as axes:
+            for axis, (case, case_ratios, image, label) in zip(axes, slices, strict=True):
+                show_slice(axis, image)
+                axis.contour(label == values["liver"], [0.5], colors="tab:blue", linewidths=0.8)
+                axis.contour(label == values["spleen"], [0.5], colors="tab:orange", linewidths=0.8)
+                axis.set_title(f"{case}\nliver {case_ratios['liver']:.2f}, spleen {case_ratios['spleen']:.2f} "
+                               f"x kidneys", fontsize=8)
         print(f"organ_intensity: {args.output}")
 
 
