@@ -64,7 +64,7 @@ def main() -> None:
         parser.error("-o needs --images")
     pred_labels = read_dataset_labels(find_dataset_json(args.predictions, search_parent=False)).labels
     gt_labels = read_dataset_labels(find_dataset_json(args.labels, search_parent=True)).labels
-    organs = match_organs(pred_labels, gt_labels, args.organs, default_tolerance_mm=1.0)
+    organs = match_organs(pred_labels, gt_labels, args.organs, default_tolerance_mm=1.0)  # tolerance unused here
     print(f"{'case':<14}{'organ':<8}{'DSC':>6}{'FP':>6}{'FN':>6}  FP {' / '.join(PLACES)}   FP > {FAR_MM:g} mm")
     totals = {organ.name: [] for organ in organs}
     figure_slices = []

@@ -51,7 +51,7 @@ def main() -> None:
     normalized = ZScoreNormalization(use_mask_for_norm=False, intensityproperties={}).run(image.astype(np.float32))[z]
     unit = (normalized - normalized.min()) / (normalized.max() - normalized.min())
     air = unit <= BACKGROUND_LEVEL
-    kept_without = air_around_the_body(air, np.zeros_like(air))
+    air_around = air_around_the_body(air, np.zeros_like(air))
 
     import matplotlib
 
@@ -62,7 +62,7 @@ def main() -> None:
     for row, keep_inner_air in enumerate((True, False)):
         axes[row, 0].imshow(normalized, cmap="gray")
         axes[row, 0].set_title(f"{args.image.name}, slice {z}" if row == 0 else "the same slice", fontsize=8)
-        axes[row, 1].imshow(air if keep_inner_air else kept_without, cmap="gray")
+        axes[row, 1].imshow(air if keep_inner_air else air_around, cmap="gray")
         axes[row, 1].set_title("air kept at its intensity", fontsize=8)
         transform = LocationScaleTransform(class_level_probability=1, keep_inner_air=keep_inner_air)
         for sample in range(SAMPLES):
