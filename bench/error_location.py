@@ -17,10 +17,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from case_figures import case_grid, show_slice
 from scipy import ndimage
 
 from nnunetv2_uda.command_line import command
+from nnunetv2_uda.evaluation.case_figures import case_grid, show_slice
 from nnunetv2_uda.evaluation.organ_matching import find_dataset_json, match_organs, read_dataset_labels
 from nnunetv2_uda.images import read_array
 from nnunetv2_uda.pseudolabels.label_io import label_files

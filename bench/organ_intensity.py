@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from case_figures import case_grid, show_slice
 
 from nnunetv2_uda.command_line import command
+from nnunetv2_uda.evaluation.case_figures import case_grid, show_slice
 from nnunetv2_uda.images import read_array
 from nnunetv2_uda.pseudolabels.label_io import label_files
 

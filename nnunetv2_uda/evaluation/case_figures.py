@@ -1,4 +1,5 @@
-"""One slice per case in a grid, for the bench scripts that look at a run's cases (organ_intensity, error_location)."""
+"""One slice per case in a grid, for the figures that look at a run's cases (bench/organ_intensity.py,
+bench/error_location.py)."""
 
 from __future__ import annotations
 
